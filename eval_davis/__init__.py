@@ -1,0 +1,1 @@
+"""Evaluation entry point: `python -m eval_davis ...` (also `vidssl eval ...`)."""

@@ -1,0 +1,139 @@
+"""Typed run configuration: dataclasses filled from a YAML file plus `key=value` command-line overrides.
+
+Unknown keys are errors (a typo must not silently train the default). Values in overrides are parsed as YAML
+(`trainer.max_steps=100`, `trainer.resume=true`, `data.crop_scale=[0.5,1.0]`, `data.frame_skip=null`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # folder (searched recursively) or list file of videos / frame folders; "" = embedded sample clips
+    clip_len: int = 4
+    frame_rate: Optional[float] = 8.0  # resample videos to this many fps (the reference's Kinetics setting)
+    frame_skip: Optional[int] = None  # or take every k-th frame (frame folders, or videos of unknown fps)
+    folder_fps: float = 0.0  # fps of frame folders, when known
+    clips_per_video: int = 5
+    img_size: int = 256
+    crop_scale: Optional[list] = field(default_factory=lambda: [0.8, 0.95])  # null = resize the whole frame
+    crop_ratio: list = field(default_factory=lambda: [0.7, 1.3])
+    backend: str = "auto"
+    num_workers: int = 2
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "constant"  # constant | cosine | multistep
+    warmup_steps: int = 0
+    milestones: list = field(default_factory=list)  # multistep: steps where the lr is multiplied by gamma
+    gamma: float = 0.3
+    min_lr_ratio: float = 0.0  # cosine: final lr / base lr
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000
+    batch_size: int = 20  # per process
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on GPUs that have it, off on CPU) | bf16 | fp16 | off
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    log_every: int = 10
+    ckpt_every: int = 500
+    resume: bool = False  # continue from out/checkpoint.pt
+    overwrite: bool = False  # start over even though out/ holds a checkpoint
+    tensorboard: bool = True
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/crw"
+    seed: int = 0
+    method: dict = field(default_factory=lambda: {"name": "crw"})  # name + the method's constructor arguments
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        node = tree
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return tree
+
+
+def _build(cls, values: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(sorted(where + k for k in unknown))}; "
+                         f"valid under {where or 'top level'}: {', '.join(sorted(names))}")
+    kwargs = {}
+    defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls) if f.default_factory is not dataclasses.MISSING}
+    for name, value in values.items():
+        hint = hints[name]
+        if hint is dict and isinstance(value, dict):  # free-form sections (method) extend their defaults
+            value = {**defaults[name], **value}
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"config {where}{name} must be a section")
+            kwargs[name] = _build(hint, value, f"{where}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, where + name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint, key: str):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:  # Optional[x]
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ValueError(f"config {key} must be {hint.__name__}, got {value!r}")
+    if hint in (list, dict) and not isinstance(value, hint):
+        raise ValueError(f"config {key} must be a {hint.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    tree: dict = {}
+    if path:
+        with open(path) as f:
+            tree = yaml.safe_load(f) or {}
+        if not isinstance(tree, dict):
+            raise ValueError(f"{path}: a config must be a mapping")
+    apply_overrides(tree, overrides or [])
+    return _build(TrainConfig, tree, "")
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)

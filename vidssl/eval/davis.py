@@ -1,0 +1,129 @@
+"""DAVIS semi-supervised evaluation by label propagation: features -> propagate -> official-format palette
+PNGs -> J&F (computed afresh from those PNGs on every run) -> CSVs, table and overlays."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vidssl.eval.davis_metrics import evaluate_sequence, summarize, write_csvs
+from vidssl.eval.encoder import frame_features
+from vidssl.eval.overlays import blend, save_gif, summary_grid
+from vidssl.eval.propagate import propagate_labels
+from vidssl.io.frames import VOID_LABEL, list_frames, read_davis_mask, read_image, write_davis_mask
+
+
+def list_sequences(root: str, subset: str | None = "val", sequences: list[str] | None = None,
+                   resolution: str = "480p") -> list[str]:
+    """Sequences named explicitly, else those of ImageSets/2017/<subset>.txt, else every folder of frames."""
+    if sequences:
+        return list(sequences)
+    image_set = os.path.join(root, "ImageSets", "2017", f"{subset}.txt")
+    if subset and os.path.isfile(image_set):
+        with open(image_set) as f:
+            return [ln.strip() for ln in f if ln.strip()]
+    img_root = os.path.join(root, "JPEGImages", resolution)
+    if not os.path.isdir(img_root):
+        raise FileNotFoundError(f"{img_root} not found: is {root} a DAVIS folder (JPEGImages/, Annotations/)?")
+    return sorted(d for d in os.listdir(img_root) if os.path.isdir(os.path.join(img_root, d)))
+
+
+def sequence_files(root: str, seq: str, resolution: str = "480p") -> tuple[list[str], list[str]]:
+    frames = list_frames(os.path.join(root, "JPEGImages", resolution, seq))
+    masks = list_frames(os.path.join(root, "Annotations", resolution, seq))
+    if not frames:
+        raise FileNotFoundError(f"no frames for sequence {seq} under {root}/JPEGImages/{resolution}")
+    if not masks:
+        raise FileNotFoundError(f"no annotations for sequence {seq} under {root}/Annotations/{resolution}")
+    return frames, masks
+
+
+def read_gt(masks: list[str]) -> np.ndarray:
+    gt = np.stack([read_davis_mask(p) for p in masks])
+    gt[gt == VOID_LABEL] = 0  # the official semi-supervised evaluation ignores void
+    return gt
+
+
+def evaluate_results(root: str, results: str, sequences: list[str], resolution: str = "480p") -> tuple[dict, list]:
+    """J&F of the palette PNGs in results/<seq>/ against the ground truth, as davis2017-evaluation scores them."""
+    per_seq = {}
+    for seq in tqdm(sequences, desc="J&F", leave=False):
+        _, masks = sequence_files(root, seq, resolution)
+        gt = read_gt(masks)
+        res = []
+        for m in masks:
+            path = os.path.join(results, seq, os.path.splitext(os.path.basename(m))[0] + ".png")
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"result {path} is missing: results must be indexed PNGs named like the "
+                                        f"ground-truth frames")
+            res.append(read_davis_mask(path))
+        per_seq[seq] = evaluate_sequence(gt, np.stack(res), seq)
+    return summarize(per_seq)
+
+
+def resize_labels(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """(K, H, W) soft labels to `size`: bilinear (half-pixel centres, like cv2.INTER_LINEAR the reference
+    uses) or nearest."""
+    if mode == "bilinear":
+        return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+    if mode == "nearest":
+        return F.interpolate(x[None], size=size, mode="nearest")[0]
+    raise ValueError(f"resize mode must be bilinear or nearest, not {mode!r}")
+
+
+def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], device: torch.device,
+              prop: dict | None = None, label_resize: str = "bilinear", output_resize: str = "bilinear",
+              overlays: bool = True, subset: str = "val", resolution: str = "480p") -> tuple[dict, list, dict]:
+    """Propagate the first-frame masks of every sequence, write OUT/<seq>/<frame>.png, score them, write
+    the CSVs and overlays. Returns (global results, per-object rows, timings)."""
+    prop = prop or {}
+    os.makedirs(out, exist_ok=True)
+    timing = {"frames": 0, "features_s": 0.0, "propagation_s": 0.0, "writing_s": 0.0}
+    summary_rows = []
+    for seq in tqdm(sequences, desc="sequences"):
+        frame_paths, mask_paths = sequence_files(root, seq, resolution)
+        frames = torch.from_numpy(np.stack([read_image(p) for p in frame_paths]))
+        T, H, W = frames.shape[:3]
+        t0 = time.time()
+        feats = frame_features(encoder, frames, device)
+        t1 = time.time()
+        mask0 = read_davis_mask(mask_paths[0])
+        mask0[mask0 == VOID_LABEL] = 0
+        ids = np.unique(mask0)
+        ids = ids if ids[0] == 0 else np.concatenate([[0], ids])
+        onehot = torch.from_numpy(np.stack([mask0 == i for i in ids]).astype(np.float32)).to(device)
+        labels0 = resize_labels(onehot, feats.shape[-2:], label_resize)
+        soft = propagate_labels(feats, labels0, **prop)
+        t2 = time.time()
+        seq_dir = os.path.join(out, seq)
+        os.makedirs(seq_dir, exist_ok=True)
+        id_lut = torch.from_numpy(ids.astype(np.int64)).to(device)
+        blended = []
+        for t in range(T):
+            pred = mask0 if t == 0 else id_lut[resize_labels(soft[t], (H, W), output_resize).argmax(0)].cpu().numpy()
+            name = os.path.splitext(os.path.basename(frame_paths[t]))[0]
+            write_davis_mask(os.path.join(seq_dir, name + ".png"), pred.astype(np.uint8))
+            if overlays:
+                blended.append(blend(frames[t].numpy(), pred.astype(np.int64)))
+        if overlays:
+            vis_dir = os.path.join(out, "overlays")
+            os.makedirs(vis_dir, exist_ok=True)
+            save_gif(blended, os.path.join(vis_dir, f"{seq}.gif"))
+            summary_rows.append((seq, [blended[0], blended[T // 2], blended[-1]]))
+        timing["frames"] += T
+        timing["features_s"] += t1 - t0
+        timing["propagation_s"] += t2 - t1
+        timing["writing_s"] += time.time() - t2
+        del feats, soft
+    if overlays and summary_rows:
+        summary_grid(summary_rows, os.path.join(out, "overlays", "summary.png"))
+    t3 = time.time()
+    global_res, rows = evaluate_results(root, out, sequences, resolution)
+    timing["metrics_s"] = time.time() - t3
+    write_csvs(out, global_res, rows, subset)
+    return global_res, rows, timing

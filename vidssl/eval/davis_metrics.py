@@ -1,0 +1,141 @@
+"""DAVIS region (J) and boundary (F) measures with the definitions of the official davis2017-evaluation
+(davis2017/metrics.py, utils.py, evaluation.py), vectorised over frames. Numbers are identical to the
+official script's; only the speed differs."""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import cv2
+import numpy as np
+
+
+def db_eval_iou(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Jaccard index per frame of boolean masks (T, H, W) (or one (H, W) mask); 1 where the union is empty."""
+    gt, pred = gt.astype(bool), pred.astype(bool)
+    inter = (gt & pred).sum(axis=(-2, -1))
+    union = (gt | pred).sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        j = inter / union
+    return np.where(np.isclose(union, 0), 1.0, j)
+
+
+def seg2bmap(seg: np.ndarray) -> np.ndarray:
+    """One-pixel boundaries of boolean masks (..., H, W), offset half a pixel towards the origin (D. Martin's
+    seg2bmap as the official code implements it)."""
+    seg = seg.astype(bool)
+    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
+    e[..., :, :-1] = seg[..., :, 1:]
+    s[..., :-1, :] = seg[..., 1:, :]
+    se[..., :-1, :-1] = seg[..., 1:, 1:]
+    b = (seg ^ e) | (seg ^ s) | (seg ^ se)
+    b[..., -1, :] = seg[..., -1, :] ^ e[..., -1, :]
+    b[..., :, -1] = seg[..., :, -1] ^ s[..., :, -1]
+    b[..., -1, -1] = False
+    return b
+
+
+def disk(radius: int) -> np.ndarray:
+    """skimage.morphology.disk: the points with x^2 + y^2 <= r^2."""
+    r = np.arange(-radius, radius + 1)
+    return (r[None, :] ** 2 + r[:, None] ** 2 <= radius ** 2).astype(np.uint8)
+
+
+def db_eval_boundary(gt: np.ndarray, pred: np.ndarray, bound_th: float = 0.008) -> np.ndarray:
+    """Boundary F-measure per frame of boolean masks (T, H, W). Tolerance ceil(bound_th * image diagonal)
+    pixels (bound_th >= 1 is taken as pixels), disk-shaped dilation, and the official empty-boundary rules:
+    no predicted and no true boundary -> 1; only one of them -> 0."""
+    single = gt.ndim == 2
+    gt, pred = np.atleast_3d(gt.astype(bool).T).T, np.atleast_3d(pred.astype(bool).T).T
+    if single:
+        gt, pred = gt.reshape(1, *gt.shape[-2:]), pred.reshape(1, *pred.shape[-2:])
+    bound_pix = bound_th if bound_th >= 1 else math.ceil(bound_th * np.linalg.norm(gt.shape[-2:]))
+    kernel = disk(int(bound_pix))
+    fg_b, gt_b = seg2bmap(pred), seg2bmap(gt)
+    fg_dil = np.stack([cv2.dilate(b.view(np.uint8), kernel) for b in fg_b]).astype(bool)
+    gt_dil = np.stack([cv2.dilate(b.view(np.uint8), kernel) for b in gt_b]).astype(bool)
+    n_fg, n_gt = fg_b.sum(axis=(1, 2)), gt_b.sum(axis=(1, 2))
+    fg_match, gt_match = (fg_b & gt_dil).sum(axis=(1, 2)), (gt_b & fg_dil).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(n_fg > 0, fg_match / np.maximum(n_fg, 1), np.where(n_gt > 0, 1.0, 1.0))
+        recall = np.where(n_gt > 0, gt_match / np.maximum(n_gt, 1), 1.0)
+    # n_fg == 0 and n_gt > 0: precision 1, recall 0; n_fg > 0 and n_gt == 0: precision 0, recall 1
+    precision = np.where((n_fg > 0) & (n_gt == 0), 0.0, precision)
+    recall = np.where((n_fg == 0) & (n_gt > 0), 0.0, recall)
+    denom = precision + recall
+    f = np.where(denom == 0, 0.0, 2 * precision * recall / np.where(denom == 0, 1, denom))
+    return f[0] if single else f
+
+
+def db_statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
+    """Mean, recall (fraction > 0.5) and decay (mean of the first of 4 bins minus the last) of per-frame
+    values, NaNs ignored. The official code stores the bin edges as uint8, which would wrap for sequences of
+    more than 255 frames (none in DAVIS); here they are plain ints."""
+    per_frame = np.asarray(per_frame, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins
+        mean = np.nanmean(per_frame)
+        recall = np.nanmean(per_frame > 0.5)
+        ids = (np.round(np.linspace(1, len(per_frame), 5) + 1e-10) - 1).astype(int)
+        bins = [per_frame[ids[i]:ids[i + 1] + 1] for i in range(4)]
+        decay = np.nanmean(bins[0]) - np.nanmean(bins[3])
+    return float(mean), float(recall), float(decay)
+
+
+def evaluate_sequence(gt: np.ndarray, res: np.ndarray, name: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Semi-supervised evaluation of one sequence: gt and res are object-id maps (T, H, W) (void 255 already
+    mapped to 0 in gt). The first and last frames are not scored. Objects are 1..max id of the first gt frame.
+    Returns J and F, each (objects, T-2)."""
+    if gt.shape != res.shape:
+        raise ValueError(f"{name}: result masks {res.shape} do not match the ground truth {gt.shape}")
+    n_obj = int(gt[0].max())
+    gt, res = gt[1:-1], res[1:-1]
+    n_res = int(res.max(initial=0))
+    if n_res > n_obj:
+        raise ValueError(f"{name}: the results contain object id {n_res} but the ground truth has only {n_obj} "
+                         f"object(s) in its first frame")
+    J = np.zeros((n_obj, gt.shape[0]))
+    F = np.zeros((n_obj, gt.shape[0]))
+    for k in range(1, n_obj + 1):
+        J[k - 1] = db_eval_iou(gt == k, res == k)
+        F[k - 1] = db_eval_boundary(gt == k, res == k)
+    return J, F
+
+
+def summarize(per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[dict, list[tuple[str, float, float]]]:
+    """Global table (J&F-Mean, J-Mean, J-Recall, J-Decay, F-Mean, F-Recall, F-Decay; means over objects) and
+    per-object rows (Sequence "<seq>_<obj>", J-Mean, F-Mean), as evaluation_method.py builds them."""
+    Js, Fs, rows = [], [], []
+    for seq, (J, F) in per_sequence.items():
+        for k in range(J.shape[0]):
+            js, fs = db_statistics(J[k]), db_statistics(F[k])
+            Js.append(js)
+            Fs.append(fs)
+            rows.append((f"{seq}_{k + 1}", js[0], fs[0]))
+    J, F = np.array(Js).reshape(-1, 3), np.array(Fs).reshape(-1, 3)
+    g = {"J-Mean": J[:, 0].mean(), "J-Recall": J[:, 1].mean(), "J-Decay": J[:, 2].mean(),
+         "F-Mean": F[:, 0].mean(), "F-Recall": F[:, 1].mean(), "F-Decay": F[:, 2].mean()}
+    g = {"J&F-Mean": (g["J-Mean"] + g["F-Mean"]) / 2, **g}
+    return {k: float(v) for k, v in g.items()}, rows
+
+
+def write_csvs(out_dir: str, global_res: dict, rows: list, subset: str = "val") -> tuple[str, str]:
+    """global_results-<set>.csv and per-sequence_results-<set>.csv in the official columns and %.3f format."""
+    g_path = os.path.join(out_dir, f"global_results-{subset}.csv")
+    s_path = os.path.join(out_dir, f"per-sequence_results-{subset}.csv")
+    fmt = lambda v: "" if v != v else f"{v:.3f}"  # noqa: E731  (NaN -> empty, as pandas writes it)
+    with open(g_path + ".tmp", "w") as f:
+        f.write(",".join(global_res) + "\n" + ",".join(fmt(v) for v in global_res.values()) + "\n")
+    with open(s_path + ".tmp", "w") as f:
+        f.write("Sequence,J-Mean,F-Mean\n" + "".join(f"{s},{fmt(j)},{fmt(fm)}\n" for s, j, fm in rows))
+    os.replace(g_path + ".tmp", g_path)
+    os.replace(s_path + ".tmp", s_path)
+    return g_path, s_path
+
+
+def format_table(global_res: dict, rows: list) -> str:
+    head = " ".join(f"{k:>9}" for k in global_res)
+    vals = " ".join(f"{v:9.3f}" for v in global_res.values())
+    per = "\n".join(f"{s:>28} {j:7.3f} {fm:7.3f}" for s, j, fm in rows)
+    return f"{head}\n{vals}\n\n{'Sequence':>28} {'J-Mean':>7} {'F-Mean':>7}\n{per}"

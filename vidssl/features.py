@@ -1,0 +1,125 @@
+"""`vidssl extract`: features for every video (or frame folder) to one .npy file each, plus manifest.jsonl.
+
+  vidssl extract --checkpoint runs/crw/checkpoint.pt --input videos/ --out feats/ --mode dense
+  vidssl extract --backbone resnet18 --init weights:r18.pth --input clip.mp4 --out feats/ --mode clip
+
+dense: (T, C, ceil(H/8), ceil(W/8)) float16 per video (L2-normalised maps at the backbone's stride), streamed
+to disk chunk by chunk. clip: (clips, C) float32, the mean of the frames' pooled features over consecutive
+clips of --clip-len frames. Finished videos are skipped on a re-run with the same settings (and redone when
+the settings differ); a video that cannot be decoded is reported in failures.tsv and skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vidssl.data.augment import resize_frame
+from vidssl.data.datasets import discover_sources
+from vidssl.eval.encoder import frame_features, load_encoder
+from vidssl.io import VideoDecodeError, open_video
+
+
+def output_name(source: str, root: str) -> str:
+    rel = os.path.relpath(source, root) if os.path.isdir(root) else os.path.basename(source)
+    return os.path.splitext(rel)[0].replace(os.sep, "__") + ".npy"
+
+
+def _resize(frames: torch.Tensor, short_side: int) -> torch.Tensor:
+    if not short_side:
+        return frames
+    H, W = frames.shape[1:3]
+    s = short_side / min(H, W)
+    size = (max(round(H * s), 1), max(round(W * s), 1))
+    return torch.from_numpy(np.stack([resize_frame(f, size) for f in frames.numpy()]))
+
+
+def extract_video(encoder, source: str, path: str, mode: str, device, short_side: int = 0, clip_len: int = 8,
+                  chunk: int = 16, backend: str = "auto") -> dict:
+    """Write one video's features to `path` (atomically); returns its manifest fields."""
+    tmp = path + ".tmp.npy"
+    with open_video(source, backend=backend) as reader:
+        T = reader.num_frames
+        step = clip_len if mode == "clip" else chunk
+        out, pooled = None, []
+        for start in range(0, T, step):
+            frames = _resize(reader.get_frames(range(start, min(start + step, T))), short_side)
+            feats = frame_features(encoder, frames, device)
+            if mode == "dense":
+                if out is None:
+                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(T, *feats.shape[1:]))
+                out[start:start + len(feats)] = feats.cpu().numpy().astype(np.float16)
+            else:
+                pooled.append(feats.mean(dim=(0, 2, 3)).cpu().numpy())
+        if mode == "dense":
+            out.flush()
+            shape = out.shape
+            del out
+        else:
+            arr = np.stack(pooled).astype(np.float32)
+            np.save(tmp, arr)
+            shape = arr.shape
+        os.replace(tmp, path)
+        return {"frames": T, "fps": reader.fps, "shape": list(shape)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="vidssl extract", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="a video, a frame folder, a folder of them, or a list file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--mode", choices=["dense", "clip"], default="dense")
+    p.add_argument("--checkpoint")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--init", default="random", help="random | pixels | weights:PATH (without --checkpoint)")
+    p.add_argument("--short-side", type=int, default=0, help="resize frames so the short side is this (0 = native)")
+    p.add_argument("--clip-len", type=int, default=8)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    single = os.path.isfile(args.input) and not args.input.endswith(".txt")
+    sources = [args.input] if single else discover_sources(args.input)
+    encoder, description = load_encoder(args.checkpoint, args.backbone, args.init)
+    settings = {"encoder": description, "mode": args.mode, "short_side": args.short_side, "clip_len": args.clip_len}
+    if args.checkpoint:
+        settings["checkpoint_mtime"] = os.path.getmtime(args.checkpoint)
+    fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    os.makedirs(args.out, exist_ok=True)
+    manifest = os.path.join(args.out, "manifest.jsonl")
+    done = {}
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            for line in f:
+                if line.strip():
+                    rec = json.loads(line)
+                    done[rec["source"]] = rec
+    failures, skipped, written = [], 0, 0
+    for source in tqdm(sources, desc="extract"):
+        name = output_name(source, args.input)
+        path = os.path.join(args.out, name)
+        rec = done.get(os.path.abspath(source))
+        if rec and rec["settings"] == fingerprint and os.path.exists(path):
+            skipped += 1
+            continue
+        try:
+            fields = extract_video(encoder, source, path, args.mode, device, args.short_side, args.clip_len,
+                                   backend=args.backend)
+        except VideoDecodeError as e:
+            failures.append(f"{e.path}\t{e.reason}")
+            tqdm.write(f"skipped {e.path}: {e.reason}")
+            continue
+        with open(manifest, "a") as f:
+            f.write(json.dumps({"source": os.path.abspath(source), "file": name, "mode": args.mode,
+                                "settings": fingerprint, **fields, "encoder": description}) + "\n")
+        written += 1
+    if failures:
+        with open(os.path.join(args.out, "failures.tsv"), "w") as f:  # this run's failures
+            f.writelines(x + "\n" for x in failures)
+    print(f"{written} written, {skipped} already done, {len(failures)} failed"
+          + (f" (listed in {os.path.join(args.out, 'failures.tsv')})" if failures else "") + f"; manifest {manifest}")

@@ -1,0 +1,109 @@
+"""Frame folders (JPEG/PNG per frame, as DAVIS and JHMDB ship them) and DAVIS mask files."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from vidssl.io.video import VideoDecodeError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def list_frames(folder: str | os.PathLike) -> list[str]:
+    """Image files in `folder`, sorted numerically where the names are numbers (00001.png < 00010.png)."""
+    names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)]
+
+    def key(n: str):
+        stem = os.path.splitext(n)[0]
+        return (0, int(stem), n) if stem.isdigit() else (1, 0, n)
+
+    return [os.path.join(folder, n) for n in sorted(names, key=key)]
+
+
+def read_image(path: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3); raises VideoDecodeError naming the file when it cannot be read."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise VideoDecodeError(path, "cannot read image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class FrameFolderReader:
+    """The VideoReader interface over a folder of frames. `fps` is what the caller says (folders carry none)."""
+
+    def __init__(self, folder: str | os.PathLike, fps: float = 0.0):
+        self.path = str(folder)
+        if not os.path.isdir(self.path):
+            raise VideoDecodeError(self.path, "no such folder")
+        self.files = list_frames(self.path)
+        if not self.files:
+            raise VideoDecodeError(self.path, "folder has no frames")
+        self.fps = float(fps)
+        self.backend = "frames"
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.files)
+
+    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
+        frames = [read_image(self.files[int(i)]) for i in indices]
+        if len({f.shape for f in frames}) > 1:
+            raise VideoDecodeError(self.path, "frames differ in size")
+        return torch.from_numpy(np.stack(frames))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "FrameFolderReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def davis_palette() -> np.ndarray:
+    """The PASCAL VOC colour map that DAVIS masks use, (256, 3) uint8: id bits spread over the R, G, B high bits."""
+    ids = np.arange(256)
+    cmap = np.zeros((256, 3), dtype=np.int64)
+    for bit in range(8):
+        for channel in range(3):
+            cmap[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
+    return cmap.astype(np.uint8)
+
+
+VOID_LABEL = 255
+
+
+def read_davis_mask(path: str) -> np.ndarray:
+    """Object ids (H, W) uint8 from a DAVIS mask: DAVIS-2017 palette PNGs (0..K, 255 = void) or DAVIS-2016
+    single-object greyscale PNGs ({0, 255}, where 255 is the object, id 1)."""
+    try:
+        img = Image.open(path)
+        img.load()
+    except Exception as e:
+        raise VideoDecodeError(path, f"cannot read mask: {e}") from e
+    if img.mode == "P":
+        return np.array(img, dtype=np.uint8)
+    arr = np.array(img.convert("L"), dtype=np.uint8)
+    values = np.unique(arr)
+    if set(values.tolist()) <= {0, 255}:  # DAVIS-2016 binary mask
+        return (arr > 127).astype(np.uint8)
+    if values.max() < VOID_LABEL:  # greyscale ids written without a palette
+        return arr
+    raise VideoDecodeError(path, f"unrecognised mask values {values[:10].tolist()}; expected a palette PNG or {{0, 255}}")
+
+
+def write_davis_mask(path: str, mask: np.ndarray) -> None:
+    """Write object ids as an indexed PNG with the DAVIS palette (the official results format)."""
+    if mask.max(initial=0) > 255:
+        raise ValueError(f"{path}: object id {mask.max()} does not fit a palette PNG")
+    img = Image.fromarray(mask.astype(np.uint8), mode="P")
+    img.putpalette(davis_palette().flatten().tolist())
+    tmp = f"{path}.tmp.png"
+    img.save(tmp)
+    os.replace(tmp, path)
