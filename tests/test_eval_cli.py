@@ -47,6 +47,7 @@ def test_cli_writes_official_layout_and_scores(tmp_path, tiny_davis):
     rows = read_csv(res / "per-sequence_results-val.csv")
     assert rows[0] == ["Sequence", "J-Mean", "F-Mean"] and len(rows) == 1 + 7  # 2 + 3 + 2 objects
     assert (res / "overlays" / "summary.png").exists() and (res / "overlays" / f"{names[0]}.gif").exists()
+    assert sorted(os.listdir(res / "overlays" / names[0])) == [f"{t:05d}.jpg" for t in range(6)]
     # results are recomputed from the PNGs: damage one and the score drops
     before = summary["J&F-Mean"]
     from vidssl.eval.davis import evaluate_results

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from vidssl.eval.davis_metrics import evaluate_sequence, summarize, write_csvs
@@ -43,27 +45,32 @@ def sequence_files(root: str, seq: str, resolution: str = "480p") -> tuple[list[
     return frames, masks
 
 
+def read_masks(paths: list[str]) -> np.ndarray:
+    """Masks (T, H, W), decoded on a few threads (PNG decoding releases the GIL)."""
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        return np.stack(list(pool.map(read_davis_mask, paths)))
+
+
 def read_gt(masks: list[str]) -> np.ndarray:
-    gt = np.stack([read_davis_mask(p) for p in masks])
+    gt = read_masks(masks)
     gt[gt == VOID_LABEL] = 0  # the official semi-supervised evaluation ignores void
     return gt
 
 
 def evaluate_results(root: str, results: str, sequences: list[str], resolution: str = "480p") -> tuple[dict, list]:
     """J&F of the palette PNGs in results/<seq>/ against the ground truth, as davis2017-evaluation scores them."""
-    per_seq = {}
-    for seq in tqdm(sequences, desc="J&F", leave=False):
+    def one(seq: str):
         _, masks = sequence_files(root, seq, resolution)
-        gt = read_gt(masks)
-        res = []
-        for m in masks:
-            path = os.path.join(results, seq, os.path.splitext(os.path.basename(m))[0] + ".png")
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"result {path} is missing: results must be indexed PNGs named like the "
-                                        f"ground-truth frames")
-            res.append(read_davis_mask(path))
-        per_seq[seq] = evaluate_sequence(gt, np.stack(res), seq)
-    return summarize(per_seq)
+        res = [os.path.join(results, seq, os.path.splitext(os.path.basename(m))[0] + ".png") for m in masks]
+        missing = [p for p in res if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"result {missing[0]} is missing: results must be indexed PNGs named like the "
+                                    f"ground-truth frames")
+        return evaluate_sequence(read_gt(masks), read_masks(res), seq)
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # numpy and OpenCV release the GIL
+        scores = list(tqdm(pool.map(one, sequences), total=len(sequences), desc="J&F", leave=False))
+    return summarize(dict(zip(sequences, scores)))
 
 
 def resize_labels(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -112,7 +119,10 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
                 blended.append(blend(frames[t].numpy(), pred.astype(np.int64)))
         if overlays:
             vis_dir = os.path.join(out, "overlays")
-            os.makedirs(vis_dir, exist_ok=True)
+            os.makedirs(os.path.join(vis_dir, seq), exist_ok=True)
+            for path, img in zip(frame_paths, blended):
+                Image.fromarray(img).save(os.path.join(vis_dir, seq, os.path.basename(os.path.splitext(path)[0]) + ".jpg"),
+                                          quality=90)
             save_gif(blended, os.path.join(vis_dir, f"{seq}.gif"))
             summary_rows.append((seq, [blended[0], blended[T // 2], blended[-1]]))
         timing["frames"] += T

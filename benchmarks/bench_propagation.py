@@ -1,0 +1,80 @@
+"""Label propagation speed and peak memory at DAVIS 480p (stride 8: 60 x 107 cells, 256 channels, 21 context
+frames): vidssl's propagate_labels vs the same protocol computed the straightforward way
+(propagate_labels_dense), and, with --reference PATH (a local clone of ajabri/videowalk), the reference's
+chunked affinity loop on the same features (and the largest difference between the two results).
+
+  python benchmarks/bench_propagation.py --frames 8 --reference /path/to/videowalk
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import import_reference, machine, peak_rss_mb, print_table  # noqa: E402
+from vidssl.eval import propagate_labels, propagate_labels_dense  # noqa: E402
+
+def reference_propagation(ref_tu, ref_utils, feats, labels0, n_context=20, radius=12, topk=10, temperature=0.05):
+    """videowalk test.py's affinity + propagation loop, driven on our features (padded like its dataset)."""
+    T = feats.shape[0]
+    padded = torch.cat([feats[:1].repeat(n_context, 1, 1, 1), feats]).permute(1, 0, 2, 3)[None]  # 1 C T h w
+    N = padded.shape[2]
+    key_idx = torch.cat(ref_tu.context_index_bank(n_context, [0], N - n_context), dim=-1)
+    keys, query = padded[:, :, key_idx], padded[:, :, n_context:]
+    restrict = ref_utils.MaskedAttention(radius, flat=False)
+    D = restrict.mask(*padded.shape[-2:])[None].flatten(-4, -3).flatten(-2)
+    D[D == 0] = -1e10
+    D[D == 1] = 0
+    Ws, Is = ref_tu.mem_efficient_batched_affinity(query.flatten(-2), keys.flatten(-2), D, temperature, topk, [0], "cpu")
+    lbls = torch.cat([labels0[None].repeat(n_context, 1, 1, 1), torch.zeros(T, *labels0.shape)]).permute(0, 2, 3, 1)
+    for t in range(key_idx.shape[0]):
+        ctx = lbls[key_idx[t]].flatten(0, 2).transpose(0, 1)
+        pred = (ctx[:, Is[t]] * Ws[t][None]).sum(1).view(-1, *feats.shape[-2:]).permute(1, 2, 0)
+        lbls[t + n_context] = pred if t > 0 else lbls[0]
+    return lbls[n_context:].permute(0, 3, 1, 2)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=8, help="frames propagated (after frame 0)")
+    p.add_argument("--reference")
+    p.add_argument("--skip-dense", action="store_true")
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    T = args.frames + 1
+    feats = F.normalize(torch.randn(T, 256, 60, 107), dim=1).to(device)
+    labels0 = torch.softmax(torch.randn(3, 60, 107) * 4, 0).to(device)
+    rows = []
+    rss0 = peak_rss_mb()
+    t = time.perf_counter()
+    ours = propagate_labels(feats, labels0)
+    t_ours = (time.perf_counter() - t) / args.frames
+    rows.append(["vidssl propagate_labels", f"{1 / t_ours:.3f}", f"{t_ours:.2f}", f"{peak_rss_mb():.0f}", "1.00x"])
+    if not args.skip_dense:
+        t = time.perf_counter()
+        dense = propagate_labels_dense(feats, labels0)
+        t_dense = (time.perf_counter() - t) / args.frames
+        rows.append(["straightforward loop (same protocol)", f"{1 / t_dense:.3f}", f"{t_dense:.2f}",
+                     f"{peak_rss_mb():.0f}", f"{t_dense / t_ours:.1f}x"])
+        assert torch.allclose(ours, dense, atol=1e-4), "results differ"
+    if args.reference:
+        _, ref_tu = import_reference(os.path.join(args.reference, "code"))
+        import utils as ref_utils  # the reference's package, now on sys.path
+        t = time.perf_counter()
+        ref = reference_propagation(ref_tu, ref_utils, feats.cpu(), labels0.cpu())
+        t_ref = (time.perf_counter() - t) / args.frames
+        rows.append(["videowalk reference (chunked)", f"{1 / t_ref:.3f}", f"{t_ref:.2f}", f"{peak_rss_mb():.0f}",
+                     f"{t_ref / t_ours:.1f}x"])
+        print("max |ours - reference| =", float((ours.cpu() - ref).abs().max()))
+    print_table(f"Label propagation, 480p DAVIS-sized features, {args.frames} frames, on {machine()}",
+                ["implementation", "frames/s", "s/frame", "peak RSS MB (cumulative)", "time vs vidssl"], rows)
+
+
+if __name__ == "__main__":
+    main()
