@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from data_prep.fetch import fetch_all, move_contents
+from data_prep.fetch import fetch_all, report, move_contents
 
 URL = "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"
 EXPECTED = {"train": 60, "val": 30}
@@ -64,11 +64,7 @@ def main(argv=None) -> int:
         unpacked = os.path.join(parent, "DAVIS")
         if os.path.abspath(unpacked) != os.path.abspath(args.root):
             move_contents(unpacked, args.root)
-    problems = verify(args.root)
-    for line in problems:
-        print("problem:", line)
-    print("DAVIS-2017 looks complete" if not problems else f"{len(problems)} problem(s) in {args.root}")
-    return 1 if problems else 0
+    return report(verify(args.root), "DAVIS-2017", args.root)
 
 
 if __name__ == "__main__":

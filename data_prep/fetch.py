@@ -58,3 +58,11 @@ def move_contents(src: str, dst: str) -> None:
     for name in os.listdir(src):
         shutil.move(os.path.join(src, name), os.path.join(dst, name))
     os.rmdir(src)
+
+
+def report(problems: list[str], name: str, root: str) -> int:
+    """Print what verify() found; the exit status (0 = complete)."""
+    for line in problems:
+        print("problem:", line)
+    print(f"{name} looks complete" if not problems else f"{len(problems)} problem(s) in {root}")
+    return 1 if problems else 0

@@ -14,7 +14,7 @@ import glob
 import os
 import sys
 
-from data_prep.fetch import fetch_all
+from data_prep.fetch import fetch_all, report
 
 BASE = "https://files.is.tue.mpg.de/jhmdb/"
 FILES = ["Rename_Images.tar.gz", "joint_positions.zip", "splits.zip"]
@@ -45,11 +45,7 @@ def main(argv=None) -> int:
                 f"The dataset's page is http://jhmdb.is.tue.mpg.de/.\n")
         if not fetch_all([(BASE + f, f) for f in FILES], args.root, hint):
             return 1
-    problems = verify(args.root)
-    for line in problems:
-        print("problem:", line)
-    print("JHMDB looks complete" if not problems else f"{len(problems)} problem(s) in {args.root}")
-    return 1 if problems else 0
+    return report(verify(args.root), "JHMDB", args.root)
 
 
 if __name__ == "__main__":

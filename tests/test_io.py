@@ -10,7 +10,7 @@ from vidssl.io import (FrameFolderReader, VideoDecodeError, VideoReader, availab
                        write_davis_mask)
 
 
-@pytest.mark.parametrize("backend", [b for b in available_backends() if b != "decord"])
+@pytest.mark.parametrize("backend", available_backends()[1:])
 def test_backends_agree_frame_exact(sample_videos, backend):
     ref_backend = available_backends()[0]
     for path in sample_videos:
@@ -66,3 +66,13 @@ def test_davis_masks_palette_and_binary(tmp_path):
 def test_real_davis2016_masks(shared_data):
     m = read_davis_mask(os.path.join(shared_data, "davis2016", "Annotations", "480p", "blackswan", "00000.png"))
     assert m.shape == (480, 854) and set(np.unique(m)) == {0, 1}
+
+
+def test_auto_avoids_estimated_frame_counts(tmp_path, sample_videos):
+    from vidssl.io.video import _resolve_backend
+
+    assert VideoReader(sample_videos[0]).backend == available_backends()[0]
+    if "opencv" in available_backends() and len(available_backends()) > 1:
+        assert _resolve_backend("auto", "cpu", "clip.webm") != "opencv"
+    with pytest.raises(RuntimeError, match="GPU decoding|cannot decode"):
+        _resolve_backend("auto" if "decord" not in available_backends() else "pyav", "cuda", "clip.mp4")

@@ -15,8 +15,11 @@ import torch
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 
-# Fastest first, as measured by benchmarks/bench_decode.py on short clips (see benchmarks/RESULTS.md).
-BACKEND_PREFERENCE = ("decord", "torchcodec", "pyav", "opencv")
+# Fastest first for random short clips, as measured by benchmarks/bench_decode.py (benchmarks/RESULTS.md):
+# OpenCV beats decord and PyAV by 15-30% on H.264 mp4. OpenCV's frame count is only an estimate (duration x
+# fps) in containers without a sample table (mkv, webm), so "auto" uses it only for the ones that have one.
+BACKEND_PREFERENCE = ("opencv", "decord", "torchcodec", "pyav")
+EXACT_COUNT_CONTAINERS = (".mp4", ".m4v", ".mov", ".avi")
 _MODULE_OF = {"decord": "decord", "torchcodec": "torchcodec", "pyav": "av", "opencv": "cv2"}
 
 
@@ -33,7 +36,7 @@ def available_backends() -> list[str]:
     return [b for b in BACKEND_PREFERENCE if importlib.util.find_spec(_MODULE_OF[b]) is not None]
 
 
-def _resolve_backend(backend: str, device: str) -> str:
+def _resolve_backend(backend: str, device: str, path: str = "") -> str:
     installed = available_backends()
     if backend == "auto":
         if device != "cpu":
@@ -41,6 +44,8 @@ def _resolve_backend(backend: str, device: str) -> str:
                 if b in installed:
                     return b
             raise RuntimeError(f"GPU decoding on {device!r} needs torchcodec (CUDA build) or decord built with CUDA")
+        if not path.lower().endswith(EXACT_COUNT_CONTAINERS):
+            installed = [b for b in installed if b != "opencv"] or installed
         if not installed:
             raise RuntimeError("no video backend installed: pip install decord av opencv-python-headless")
         return installed[0]
@@ -65,7 +70,7 @@ class VideoReader:
         if not os.path.isfile(self.path):
             raise VideoDecodeError(self.path, "no such file")
         self.device = device
-        self.backend = _resolve_backend(backend, device)
+        self.backend = _resolve_backend(backend, device, self.path)
         opener = {"decord": _DecordVideo, "pyav": _PyAVVideo, "torchcodec": _TorchCodecVideo,
                   "opencv": _OpenCVVideo}[self.backend]
         try:
