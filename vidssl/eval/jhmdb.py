@@ -113,7 +113,8 @@ def pck(preds: list[np.ndarray], gts: list[np.ndarray], thresholds=THRESHOLDS) -
                 continue
             box = gt[t][vis]
             scale = 0.6 * np.linalg.norm(box.max(0) - box.min(0))
-            d = np.linalg.norm(pred[t] - gt[t], axis=1) / scale
+            with np.errstate(divide="ignore", invalid="ignore"):  # a one-joint box: inf, never within threshold
+                d = np.linalg.norm(pred[t] - gt[t], axis=1) / scale
             for j in np.flatnonzero(vis):
                 dists[j].append(d[j])
     table = np.zeros((len(thresholds), J + 1))

@@ -9,7 +9,7 @@ jointly over all context locations, are weighted by softmax(similarity / tempera
 
 Where the reference computes every query against every key of all 21 frames and then masks, the local frames
 are computed here tile by tile against only the window that the radius can reach, so the work per frame drops
-from (21 h w)^2 C to about (h w)^2 C + 20 h w (tile + 2 radius)^2 C, with identical results.
+from 21 (h w)^2 C to about (h w)^2 C + 20 h w (tile + 2 radius)^2 C multiply-adds, with identical results.
 """
 from __future__ import annotations
 
