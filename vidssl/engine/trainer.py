@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import yaml
 from tqdm import tqdm
 
 from vidssl.config import TrainConfig, to_dict
@@ -187,7 +188,6 @@ def train(cfg: TrainConfig) -> dict:
             bad_seen = {ln.rstrip("\n") for ln in f}
     if info.main:
         with open(os.path.join(out, "config.yaml"), "w") as f:
-            import yaml
             yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
         print(f"training {cfg.method.get('name')} on {len(dataset.sources)} videos, {device}, "
               f"{info.world_size} process(es), steps {start_step}->{cfg.trainer.max_steps}, out={out}")
