@@ -46,8 +46,11 @@ def test_cli_writes_official_layout_and_scores(tmp_path, tiny_davis):
     assert float(g[1][0]) == pytest.approx(summary["J&F-Mean"], abs=5e-4)
     rows = read_csv(res / "per-sequence_results-val.csv")
     assert rows[0] == ["Sequence", "J-Mean", "F-Mean"] and len(rows) == 1 + 7  # 2 + 3 + 2 objects
-    assert (res / "overlays" / "summary.png").exists() and (res / "overlays" / f"{names[0]}.gif").exists()
+    assert (res / "overlays" / "summary.png").exists() and (res / "overlays" / f"{names[0]}.mp4").exists()
     assert sorted(os.listdir(res / "overlays" / names[0])) == [f"{t:05d}.jpg" for t in range(6)]
+    from vidssl.io import VideoReader
+    with VideoReader(res / "overlays" / f"{names[0]}.mp4", backend="pyav") as v:  # a playable H.264 file
+        assert v.num_frames == 6 and v.get_frames([5]).shape == (1, 48, 64, 3)
     # results are recomputed from the PNGs: damage one and the score drops
     before = summary["J&F-Mean"]
     from vidssl.eval.davis import evaluate_results

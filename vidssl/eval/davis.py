@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from vidssl.eval.davis_metrics import evaluate_sequence, summarize, write_csvs
 from vidssl.eval.encoder import frame_features
-from vidssl.eval.overlays import blend, save_gif, summary_grid
+from vidssl.eval.overlays import blend, save_video, summary_grid
 from vidssl.eval.propagate import propagate_labels
 from vidssl.io.frames import VOID_LABEL, list_frames, read_davis_mask, read_image, write_davis_mask
 
@@ -123,7 +123,7 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
             for path, img in zip(frame_paths, blended):
                 Image.fromarray(img).save(os.path.join(vis_dir, seq, os.path.basename(os.path.splitext(path)[0]) + ".jpg"),
                                           quality=90)
-            save_gif(blended, os.path.join(vis_dir, f"{seq}.gif"))
+            save_video(blended, os.path.join(vis_dir, f"{seq}.mp4"))
             summary_rows.append((seq, [blended[0], blended[T // 2], blended[-1]]))
         timing["frames"] += T
         timing["features_s"] += t1 - t0

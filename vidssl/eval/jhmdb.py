@@ -146,7 +146,7 @@ def run_jhmdb(root: str, out: str, encoder, videos: list[str], device: torch.dev
     from tqdm import tqdm
 
     from vidssl.eval.encoder import frame_features
-    from vidssl.eval.overlays import save_gif
+    from vidssl.eval.overlays import save_video
     from vidssl.eval.propagate import propagate_labels
     from vidssl.io.frames import list_frames, read_image
 
@@ -170,7 +170,7 @@ def run_jhmdb(root: str, out: str, encoder, videos: list[str], device: torch.dev
         os.makedirs(vdir, exist_ok=True)
         np.save(os.path.join(vdir, "keypoints.npy"), xy)
         if overlays:
-            save_gif([draw_skeleton(f, p) for f, p in zip(orig, xy)], os.path.join(vdir, "skeleton.gif"))
+            save_video([draw_skeleton(f, p) for f, p in zip(orig, xy)], os.path.join(vdir, "skeleton.mp4"))
         preds.append(xy)
         gts.append(gt)
     table = pck(preds, gts)

@@ -1,4 +1,4 @@
-"""Pictures people can look at: masks blended over frames, a GIF per sequence, one summary image."""
+"""Pictures people can look at: masks blended over frames, a video per sequence, one summary image."""
 from __future__ import annotations
 
 import os
@@ -21,6 +21,31 @@ def blend(frame: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         contours, _ = cv2.findContours((ids == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, pal[k].tolist(), 2)
     return out
+
+
+def save_video(frames: list[np.ndarray], path: str, fps: float = 12.0) -> str:
+    """H.264 MP4 through PyAV (plays in browsers; ~10 ms a 480p frame); a GIF next to it if this PyAV build
+    has no libx264. Returns the path written."""
+    try:
+        import av
+
+        h, w = (d - d % 2 for d in frames[0].shape[:2])  # yuv420p wants even sizes
+        tmp = path + ".tmp.mp4"
+        with av.open(tmp, "w") as container:
+            stream = container.add_stream("libx264", rate=int(round(fps)))
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": "23", "preset": "veryfast"}
+            for f in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24")))
+            container.mux(stream.encode())
+        os.replace(tmp, path)
+        return path
+    except Exception:  # no encoder in this build: fall back to a GIF
+        if os.path.exists(path + ".tmp.mp4"):
+            os.remove(path + ".tmp.mp4")
+        gif = os.path.splitext(path)[0] + ".gif"
+        save_gif(frames, gif, fps)
+        return gif
 
 
 def save_gif(frames: list[np.ndarray], path: str, fps: float = 8.0, max_width: int = 480) -> None:
