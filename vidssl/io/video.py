@@ -6,6 +6,7 @@ keyframe before the first index plus decoding up to the last one, never a full-v
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from typing import Sequence
@@ -31,13 +32,27 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"{self.path}: {self.reason}")
 
 
+@functools.lru_cache(maxsize=None)
+def _usable(backend: str) -> bool:
+    if importlib.util.find_spec(_MODULE_OF[backend]) is None:
+        return False
+    if backend == "torchcodec":  # installed is not enough: it needs FFmpeg's shared libraries at import
+        try:
+            import torchcodec.decoders  # noqa: F401
+        except Exception:
+            return False
+    return True
+
+
 def available_backends() -> list[str]:
-    """Installed backends, fastest first."""
-    return [b for b in BACKEND_PREFERENCE if importlib.util.find_spec(_MODULE_OF[b]) is not None]
+    """Installed, importable backends, fastest first."""
+    return [b for b in BACKEND_PREFERENCE if _usable(b)]
 
 
 def _resolve_backend(backend: str, device: str, path: str = "") -> str:
     installed = available_backends()
+    if device != "cpu" and not torch.cuda.is_available():
+        raise RuntimeError(f"GPU decoding on {device!r} asked for, but CUDA is not available here")
     if backend == "auto":
         if device != "cpu":
             for b in ("torchcodec", "decord"):  # the only ones that decode on the GPU
@@ -52,7 +67,8 @@ def _resolve_backend(backend: str, device: str, path: str = "") -> str:
     if backend not in _MODULE_OF:
         raise ValueError(f"unknown video backend {backend!r}; choose from auto, {', '.join(_MODULE_OF)}")
     if backend not in installed:
-        raise RuntimeError(f"video backend {backend!r} is not installed (pip install {_MODULE_OF[backend]})")
+        raise RuntimeError(f"video backend {backend!r} is not installed or cannot load (pip install "
+                           f"{_MODULE_OF[backend]}; torchcodec also needs FFmpeg's libraries)")
     if device != "cpu" and backend not in ("torchcodec", "decord"):
         raise RuntimeError(f"backend {backend!r} cannot decode on {device!r}; use torchcodec or decord")
     return backend
