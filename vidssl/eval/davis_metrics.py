@@ -13,9 +13,9 @@ import numpy as np
 
 def db_eval_iou(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Jaccard index per frame of boolean masks (T, H, W) (or one (H, W) mask); 1 where the union is empty."""
-    gt, pred = gt.astype(bool), pred.astype(bool)
-    inter = (gt & pred).sum(axis=(-2, -1))
-    union = (gt | pred).sum(axis=(-2, -1))
+    gt, pred = np.asarray(gt, dtype=bool), np.asarray(pred, dtype=bool)
+    inter = np.count_nonzero(gt & pred, axis=(-2, -1))
+    union = np.count_nonzero(gt | pred, axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
         j = inter / union
     return np.where(np.isclose(union, 0), 1.0, j)
@@ -60,23 +60,20 @@ def db_eval_boundary(gt: np.ndarray, pred: np.ndarray, bound_th: float = 0.008) 
     pixels (bound_th >= 1 is taken as pixels), disk-shaped dilation, and the official empty-boundary rules:
     no predicted and no true boundary -> 1; only one of them -> 0."""
     single = gt.ndim == 2
-    gt, pred = np.atleast_3d(gt.astype(bool).T).T, np.atleast_3d(pred.astype(bool).T).T
-    if single:
-        gt, pred = gt.reshape(1, *gt.shape[-2:]), pred.reshape(1, *pred.shape[-2:])
+    gt = np.asarray(gt, dtype=bool).reshape(-1, *gt.shape[-2:])
+    pred = np.asarray(pred, dtype=bool).reshape(-1, *pred.shape[-2:])
     bound_pix = bound_th if bound_th >= 1 else math.ceil(bound_th * np.linalg.norm(gt.shape[-2:]))
     kernel = disk(int(bound_pix))
     gt, pred = _crop_to_objects(gt, pred, int(bound_pix) + 2)
     fg_b, gt_b = seg2bmap(pred), seg2bmap(gt)
-    fg_dil = np.stack([cv2.dilate(b.view(np.uint8), kernel) for b in fg_b]).astype(bool)
-    gt_dil = np.stack([cv2.dilate(b.view(np.uint8), kernel) for b in gt_b]).astype(bool)
-    n_fg, n_gt = fg_b.sum(axis=(1, 2)), gt_b.sum(axis=(1, 2))
-    fg_match, gt_match = (fg_b & gt_dil).sum(axis=(1, 2)), (gt_b & fg_dil).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(n_fg > 0, fg_match / np.maximum(n_fg, 1), np.where(n_gt > 0, 1.0, 1.0))
-        recall = np.where(n_gt > 0, gt_match / np.maximum(n_gt, 1), 1.0)
-    # n_fg == 0 and n_gt > 0: precision 1, recall 0; n_fg > 0 and n_gt == 0: precision 0, recall 1
-    precision = np.where((n_fg > 0) & (n_gt == 0), 0.0, precision)
-    recall = np.where((n_fg == 0) & (n_gt > 0), 0.0, recall)
+    n_fg, n_gt = np.count_nonzero(fg_b, axis=(1, 2)), np.count_nonzero(gt_b, axis=(1, 2))
+    dilate = lambda b: cv2.dilate(b.view(np.uint8), kernel).view(bool)  # noqa: E731
+    fg_match = np.array([np.count_nonzero(f & dilate(g)) for f, g in zip(fg_b, gt_b)])
+    gt_match = np.array([np.count_nonzero(g & dilate(f)) for f, g in zip(fg_b, gt_b)])
+    # no boundary on a side: its precision (or recall) is 1, and the other side's matches are 0, which gives
+    # the official rules: both empty -> F = 1, only one empty -> F = 0
+    precision = np.where(n_fg > 0, fg_match / np.maximum(n_fg, 1), 1.0)
+    recall = np.where(n_gt > 0, gt_match / np.maximum(n_gt, 1), 1.0)
     denom = precision + recall
     f = np.where(denom == 0, 0.0, 2 * precision * recall / np.where(denom == 0, 1, denom))
     return f[0] if single else f
