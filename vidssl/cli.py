@@ -1,4 +1,4 @@
-"""`vidssl train | eval | extract | demo` (and `python train.py`, `python -m eval_davis`)."""
+"""`vidssl train | eval | extract | demo | prep` (and `python train.py`, `python -m eval_davis`)."""
 from __future__ import annotations
 
 import argparse
@@ -34,7 +34,17 @@ def _extract(argv: list[str]) -> None:
     extract_main(argv)
 
 
-COMMANDS = {"train": _train, "eval": _eval, "extract": _extract, "demo": _demo}
+def _prep(argv: list[str]) -> None:
+    datasets = ("davis2017", "jhmdb")
+    if not argv or argv[0] not in datasets:
+        print(f"usage: vidssl prep {{{'|'.join(datasets)}}} {{download|verify}} --root DIR")
+        sys.exit(2)
+    import importlib
+
+    sys.exit(importlib.import_module(f"data_prep.{argv[0]}").main(argv[1:]))
+
+
+COMMANDS = {"train": _train, "eval": _eval, "extract": _extract, "demo": _demo, "prep": _prep}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+import numpy as np
 import torch
 
 from vidssl.data.samplers import frame_step, random_clip_indices
 from vidssl.io import VIDEO_EXTENSIONS, VideoDecodeError, open_video
 from vidssl.io.frames import IMAGE_EXTENSIONS
-
-import numpy as np
 
 
 def discover_sources(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
