@@ -161,7 +161,7 @@ def run_jhmdb(root: str, out: str, encoder, videos: list[str], device: torch.dev
         gt = load_joints(root, video)
         feats = frame_features(encoder, frames, device)
         h, w = feats.shape[-2:]
-        cells = gt[0] * np.array([size / W / (size / w), size / H / (size / h)])  # pixels -> feature cells
+        cells = gt[0] * np.array([w / W, h / H])  # original pixels -> feature cells of the resized frame
         labels0 = torch.from_numpy(joint_heatmaps(cells, (h, w))).to(device)
         soft = propagate_labels(feats, labels0, **(prop or {}))
         xy = np.stack([decode_keypoints(soft[t]) for t in range(len(paths))])  # cells
