@@ -67,14 +67,12 @@ def import_reference(code_dir: str, stub=("visdom", "wandb", "sklearn", "sklearn
             sys.modules[name] = _Anything(name)
     sys.path.insert(0, code_dir)
     saved_hook = sys.excepthook
-    yield_ = None
     try:
-        import model as ref_model  # noqa: F401
-        import utils.test_utils as ref_test_utils  # noqa: F401
-        yield_ = (ref_model, ref_test_utils)
+        import model as ref_model
+        import utils.test_utils as ref_test_utils
+        return ref_model, ref_test_utils
     finally:
         sys.excepthook = saved_hook  # videowalk's utils installs a pdb excepthook at import
-    return yield_
 
 
 def print_table(title: str, header: list[str], rows: list[list]) -> str:

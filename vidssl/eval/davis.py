@@ -110,6 +110,9 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
         seq_dir = os.path.join(out, seq)
         os.makedirs(seq_dir, exist_ok=True)
         id_lut = torch.from_numpy(ids.astype(np.int64)).to(device)
+        vis_dir = os.path.join(out, "overlays")
+        if overlays:
+            os.makedirs(os.path.join(vis_dir, seq), exist_ok=True)
         blended = []
         for t in range(T):
             pred = mask0 if t == 0 else id_lut[resize_labels(soft[t], (H, W), output_resize).argmax(0)].cpu().numpy()
@@ -117,12 +120,8 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
             write_davis_mask(os.path.join(seq_dir, name + ".png"), pred.astype(np.uint8))
             if overlays:
                 blended.append(blend(frames[t].numpy(), pred.astype(np.int64)))
+                Image.fromarray(blended[-1]).save(os.path.join(vis_dir, seq, name + ".jpg"), quality=90)
         if overlays:
-            vis_dir = os.path.join(out, "overlays")
-            os.makedirs(os.path.join(vis_dir, seq), exist_ok=True)
-            for path, img in zip(frame_paths, blended):
-                Image.fromarray(img).save(os.path.join(vis_dir, seq, os.path.basename(os.path.splitext(path)[0]) + ".jpg"),
-                                          quality=90)
             save_video(blended, os.path.join(vis_dir, f"{seq}.mp4"))
             summary_rows.append((seq, [blended[0], blended[T // 2], blended[-1]]))
         timing["frames"] += T

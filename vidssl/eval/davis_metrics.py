@@ -26,7 +26,7 @@ def seg2bmap(seg: np.ndarray) -> np.ndarray:
     seg2bmap as the official code implements it): a pixel is boundary when it differs from its east, south or
     south-east neighbour; on the last row only the east neighbour counts, on the last column only the south
     one, and the bottom-right pixel never is."""
-    seg = seg.astype(bool)
+    seg = np.asarray(seg, dtype=bool)
     b = np.zeros_like(seg)
     c = seg[..., :-1, :-1]
     b[..., :-1, :-1] = (c != seg[..., :-1, 1:]) | (c != seg[..., 1:, :-1]) | (c != seg[..., 1:, 1:])
