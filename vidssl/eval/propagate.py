@@ -7,9 +7,12 @@ Affinities are cosine similarities; on the short-term frames only keys within `r
 (Euclidean distance < radius) count, frame 0 is unrestricted unless `restrict_first`. The `topk` best keys,
 jointly over all context locations, are weighted by softmax(similarity / temperature) and their labels summed.
 
-Where the reference computes every query against every key of all 21 frames and then masks, the local frames
-are computed here tile by tile against only the window that the radius can reach, so the work per frame drops
-from 21 (h w)^2 C to about (h w)^2 C + 20 h w (tile + 2 radius)^2 C multiply-adds, with identical results.
+Where the reference computes every query against every key of all 21 frames and then masks, here the
+short-term frames are computed tile by tile against only the window the radius can reach, so the work per frame
+drops from 21 (h w)^2 C to about (h w)^2 C + 20 h w (tile + 2 radius)^2 C multiply-adds, with identical results.
+As the affinities do not depend on the labels, all frames' top-k keys are found first (each key window is
+multiplied once against every target frame that has it in context, one GEMM), then the labels are propagated.
+Memory is bounded by `budget_mb` per tile plus O(T h w topk) for the kept keys.
 """
 from __future__ import annotations
 
@@ -69,84 +72,132 @@ def _predict_dense(q: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, lo
     return out.view(-1, h, w)
 
 
-class _Windows:
-    """Tile geometry for the radius-restricted frames. The features (and labels) of each context frame are cut
-    once into overlapping (tile + 2R)^2 windows, one per query tile, and reused for every target frame that
-    has the frame in its context."""
+class _Tiles:
+    """Square query tiles (`tile` x `tile` cells) and, for each, the window of key cells that the radius can
+    reach ((tile + 2R)^2 cells, R = ceil(radius) - 1), with the flat (h w) position of every cell."""
 
     def __init__(self, h: int, w: int, radius: float, tile: int, device):
-        self.h, self.w, self.S, self.R = h, w, tile, _radius_offsets(radius)
-        self.Wk = self.S + 2 * self.R
-        self.nty, self.ntx = math.ceil(h / tile), math.ceil(w / tile)
-        self.pad = (self.R, self.R + self.ntx * tile - w, self.R, self.R + self.nty * tile - h)
-        a, u = torch.arange(self.S, device=device), torch.arange(self.Wk, device=device)
-        dy = u[None, :] - self.R - a[:, None]  # offset of window cell u from query cell a, (S, Wk)
-        d2 = dy[:, None, :, None] ** 2 + dy[None, :, None, :] ** 2  # (S, S, Wk, Wk)
-        near = (d2 < radius ** 2).reshape(self.S ** 2, self.Wk ** 2)
-        inside = self.cut(torch.ones(1, h, w, device=device))[..., 0] > 0  # (nty, ntx, Wk^2): not padding
-        self.allowed = near[None, None] & inside[:, :, None, :]  # (nty, ntx, S^2, Wk^2)
+        S, R = tile, _radius_offsets(radius)
+        self.h, self.w, self.S, self.R, self.Wk = h, w, S, R, S + 2 * R
+        self.origins = [(y, x) for y in range(0, h, S) for x in range(0, w, S)]
+        self.n = len(self.origins)
+        a, u = torch.arange(S, device=device), torch.arange(self.Wk, device=device)
+        d = u[None, :] - R - a[:, None]  # offset of window cell u from query cell a, (S, Wk)
+        self.near = (d[:, None, :, None] ** 2 + d[None, :, None, :] ** 2 < radius ** 2).reshape(S * S, -1)
+        self._a, self._u = a, u
 
-    def cut(self, x: torch.Tensor) -> torch.Tensor:
-        """(D, h, w) -> windows (nty, ntx, Wk^2, D)."""
-        D = x.shape[0]
-        cols = F.unfold(F.pad(x[None], self.pad), kernel_size=self.Wk, stride=self.S)
-        return cols.view(D, self.Wk ** 2, self.nty, self.ntx).permute(2, 3, 1, 0).contiguous()
+    def _cells(self, i: int, offsets: torch.Tensor):
+        y0, x0 = self.origins[i]
+        ys, xs = y0 + offsets, x0 + offsets
+        ok = ((ys >= 0) & (ys < self.h))[:, None] & ((xs >= 0) & (xs < self.w))[None, :]
+        pos = ys.clamp(0, self.h - 1)[:, None] * self.w + xs.clamp(0, self.w - 1)[None, :]
+        return pos.flatten(), ok.flatten()
 
-    def queries(self, q: torch.Tensor) -> torch.Tensor:
-        """(C, h, w) -> (nty, ntx, S^2, C)."""
-        C, S = q.shape[0], self.S
-        qp = F.pad(q, (0, self.ntx * S - self.w, 0, self.nty * S - self.h))
-        return qp.view(C, self.nty, S, self.ntx, S).permute(1, 3, 2, 4, 0).reshape(self.nty, self.ntx, S * S, C)
+    def query_cells(self, i: int):
+        """Flat positions (clamped) and validity of tile i's S^2 query cells."""
+        return self._cells(i, self._a)
 
-    def uncut(self, pred: torch.Tensor) -> torch.Tensor:
-        """(nty, ntx, S^2, K) -> (K, h, w)."""
-        S, K = self.S, pred.shape[-1]
-        out = pred.view(self.nty, self.ntx, S, S, K).permute(4, 0, 2, 1, 3).reshape(K, self.nty * S, self.ntx * S)
-        return out[:, :self.h, :self.w]
+    def key_cells(self, i: int):
+        """Flat positions (clamped) of tile i's Wk^2 window cells, and which keys each query may use."""
+        pos, ok = self._cells(i, self._u - self.R)
+        return pos, self.near & ok[None, :]
+
+    def cut(self, x: torch.Tensor, i: int, size: int, shift: int) -> torch.Tensor:
+        """x (T, C, h, w) -> the (T, C, size^2) block of tile i starting `shift` cells above/left of its
+        origin, zeros outside the map (strided copies, no gather)."""
+        y0, x0 = self.origins[i][0] - shift, self.origins[i][1] - shift
+        out = x.new_zeros(x.shape[0], x.shape[1], size, size)
+        ya, xa = max(y0, 0), max(x0, 0)
+        yb, xb = min(y0 + size, self.h), min(x0 + size, self.w)
+        out[:, :, ya - y0:yb - y0, xa - x0:xb - x0] = x[:, :, ya:yb, xa:xb]
+        return out.flatten(2)
 
 
-def _predict_tiled(q: torch.Tensor, global_keys: torch.Tensor, global_labels: torch.Tensor,
-                   local: list[tuple[torch.Tensor, torch.Tensor]], win: _Windows, topk: int, temperature: float,
-                   weighting: str) -> torch.Tensor:
-    """Global keys (G, C, h, w) unrestricted; `local` = [(feature windows, label windows)] of the restricted
-    frames. Top-k is taken per frame first, then over the union (the same set as one joint top-k)."""
-    K = global_labels.shape[1] if global_labels.shape[0] else local[0][1].shape[-1]
-    C = q.shape[0]
-    gk = global_keys.flatten(2).permute(1, 0, 2).reshape(C, -1)  # (C, G hw)
-    gl = global_labels.flatten(2).permute(0, 2, 1).reshape(-1, K)  # (G hw, K)
-    kk = min(topk, win.Wk ** 2)
-    preds = []
-    for ty, qrow in enumerate(win.queries(q)):  # qrow (ntx, S^2, C)
-        ntx, S2 = qrow.shape[:2]
-        vals, labs = [], []
-        if gk.shape[1]:
-            v, i = (qrow @ gk).topk(min(topk, gk.shape[1]), dim=-1)
-            vals.append(v)
-            labs.append(gl[i])  # (ntx, S^2, k, K)
-        allowed = win.allowed[ty]
-        for kwin, lwin in local:
-            s = torch.bmm(qrow, kwin[ty].transpose(1, 2)).masked_fill_(~allowed, float("-inf"))
-            v, i = s.topk(kk, dim=-1)
-            vals.append(v)
-            labs.append(lwin[ty].gather(1, i.view(ntx, -1, 1).expand(-1, -1, K)).view(ntx, S2, kk, K))
-        v, i = torch.cat(vals, -1).topk(topk, dim=-1)
-        wts = _weights(v, temperature, weighting)
-        picked = torch.cat(labs, 2).gather(2, i[..., None].expand(-1, -1, -1, K))
-        preds.append((picked * wts[..., None]).sum(2))
-    return win.uncut(torch.stack(preds))
+def _first_frame_topk(flat: torch.Tensor, topk: int, workspace: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every frame's queries against all of frame 0 (unrestricted): top-k (values, positions), (T, hw, k);
+    frame 0's rows are left unset."""
+    T, C, hw = flat.shape
+    k = min(topk, hw)
+    vals = torch.empty(T, hw, k, device=flat.device)
+    pos = torch.empty(T, hw, k, device=flat.device, dtype=torch.long)
+    rows = max(1, workspace.numel() // hw)
+    for t in range(1, T):
+        for r in range(0, hw, rows):
+            q = flat[t, :, r:r + rows].t()
+            scores = torch.mm(q, flat[0], out=workspace[:len(q) * hw].view(len(q), hw)) if rows * hw <= workspace.numel() \
+                else q @ flat[0]
+            vals[t, r:r + rows], pos[t, r:r + rows] = scores.topk(k, dim=-1)
+    return vals, pos
+
+
+def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor] | None,
+                     blocked: torch.Tensor, key_pos: torch.Tensor, hw: int, n_context: int, topk: int,
+                     workspace: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k keys of every target frame for the queries of one tile.
+
+    q (T, S^2, C): the tile's queries in every frame; windows (T, C, Wk^2): its key window in every frame;
+    first: the queries' top-k (values, positions) in frame 0 unrestricted, (T, S^2, k), or None when frame 0
+    is radius-restricted too. For a block of target frames, each query gets one score row [frame 0's top-k |
+    frame 0's window if restricted | n_context window slots]; context frame j of target t sits in slot
+    j mod n_context, so each key frame is multiplied once against all the targets that have it in context
+    (one GEMM written in place), and one top-k per row covers the whole context. Returns (values, key ids),
+    (T, S^2, k), key id = frame * hw + position; frame 0's rows are left unset. `workspace` (a flat float
+    buffer, reused so that large blocks are not allocated and faulted in again for every tile) bounds the
+    number of target frames per block.
+    """
+    T, S2, C = q.shape
+    Wk2 = windows.shape[-1]
+    G = 0 if first is None else first[0].shape[-1]
+    first_local = int(first is None)
+    off = G + first_local * Wk2  # first ring column
+    L = off + n_context * Wk2
+    k = min(topk, L)
+    vals = torch.empty(T, S2, k, device=q.device)
+    ids = torch.empty(T, S2, k, device=q.device, dtype=torch.long)
+    block = max(1, min(T - 1, workspace.numel() // (S2 * L)))
+    for a in range(1, T, block):
+        b = min(a + block, T)
+        qa = q[a:b].reshape(-1, C)
+        scores = workspace[:len(qa) * L].view(len(qa), L) if len(qa) * L <= workspace.numel() else qa.new_empty(len(qa), L)
+        if G:
+            scores[:, :G] = first[0][a:b].reshape(-1, G)
+        if first_local:
+            torch.mm(qa, windows[0], out=scores[:, G:off])
+        for j in range(max(a - n_context, 0), b - 1):  # key frame j serves targets j+1 .. j+n, in slot j mod n
+            t0, t1 = max(a, j + 1), min(b, j + n_context + 1)
+            if t1 > t0:
+                c = off + (j % n_context) * Wk2
+                torch.mm(q[t0:t1].reshape(-1, C), windows[j], out=scores[(t0 - a) * S2:(t1 - a) * S2, c:c + Wk2])
+        for j in range(max(a - n_context, 1 - n_context), 0):  # the padding before frame 0: copies of frame 0
+            t0, t1 = a, min(b, j + n_context + 1)
+            if t1 > t0:
+                rows, c = slice((t0 - a) * S2, (t1 - a) * S2), off + (j % n_context) * Wk2
+                scores[rows, c:c + Wk2] = scores[rows, off:off + Wk2]
+        scores[:, G:].view(b - a, S2, -1, Wk2).masked_fill_(blocked[:, None], float("-inf"))
+        v, col = scores.view(b - a, S2, L).topk(k, dim=-1)
+        slot, cell = (col - G).div(Wk2, rounding_mode="floor"), (col - G).remainder(Wk2)
+        ring = slot - first_local
+        t = torch.arange(a, b, device=q.device)[:, None, None]
+        frame = (t - n_context + (ring - t + n_context).remainder(max(n_context, 1))).clamp_min(0)
+        frame = torch.where(ring < 0, 0, frame)  # frame 0's own window (first_local)
+        local_ids = frame * hw + key_pos[cell.clamp_min(0)]
+        ids[a:b] = torch.where(col < G, first[1][a:b].gather(-1, col.clamp(max=G - 1)), local_ids) if G else local_ids
+        vals[a:b] = v
+    return vals, ids
 
 
 @torch.no_grad()
 def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: int = 20, radius: float | None = 12,
                      topk: int = 10, temperature: float = 0.05, restrict_first: bool = False,
-                     weighting: str = "softmax", minmax_norm: bool = False, tile: int = 8,
-                     progress: bool = False) -> torch.Tensor:
+                     weighting: str = "softmax", minmax_norm: bool = False, tile: int = 5,
+                     budget_mb: float | None = None, progress: bool = False) -> torch.Tensor:
     """Propagate first-frame soft labels through a video.
 
     feats: (T, C, h, w) L2-normalised features; labels0: (K, h, w) soft labels of frame 0 at feature
     resolution. Returns (T, K, h, w) soft labels, frame 0 = labels0. `radius=None` disables the spatial
     restriction. `minmax_norm` rescales each predicted channel to [0, 1] over space (UVC's norm_mask) before
-    it is stored and fed back. Runs on feats' device.
+    it is stored and fed back. Runs on feats' device; `budget_mb` bounds one tile's score buffer (default
+    32 MB on the CPU, 1 GB on a GPU).
     """
     T, C, h, w = feats.shape
     if labels0.shape[-2:] != (h, w):
@@ -154,29 +205,49 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
     if topk < 1:
         raise ValueError("topk must be >= 1")
     labels0 = labels0.to(device=feats.device, dtype=torch.float32)
-    preds = torch.empty(T, *labels0.shape, device=feats.device, dtype=labels0.dtype)
-    preds[0] = labels0
-    steps = range(1, T)
+    if radius is None or radius <= 0:
+        return _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm)
+    # The affinities do not depend on the labels: find every frame's top-k keys first, tile by tile, then
+    # propagate the labels frame by frame (the reference also computes all affinities first).
+    hw, K = h * w, labels0.shape[0]
+    maps = feats.float().contiguous()  # (T, C, h, w); encoders may hand over channels-last maps
+    flat = maps.flatten(2)  # (T, C, hw)
+    tiles = _Tiles(h, w, radius, tile, feats.device)
+    budget = int((budget_mb or (1024 if feats.is_cuda else 32)) * 2 ** 20)
+    k = min(topk, (0 if restrict_first else hw) + (n_context + restrict_first) * tiles.Wk ** 2)
+    workspace = torch.empty(budget // 4, device=feats.device)  # reused score buffer (no page faults per block)
+    first = None if restrict_first else _first_frame_topk(flat, topk, workspace)
+    weights = torch.empty(T, hw, k, device=feats.device)
+    ids = torch.empty(T, hw, k, device=feats.device, dtype=torch.long)
+    order = range(tiles.n)
     if progress:
         from tqdm import tqdm
-        steps = tqdm(steps, desc="propagate", leave=False)
-    win = _Windows(h, w, radius, tile, feats.device) if radius is not None and radius > 0 else None
-    cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # frame -> (feature windows, label windows)
-    for t in steps:
-        ctx = context_indices(t, n_context)
-        local_frames = ([0] if restrict_first else []) + ctx
-        global_frames = [] if restrict_first else [0]
-        q = feats[t].float()
-        if win is None:
-            frames = global_frames + local_frames
-            pred = _predict_dense(q, feats[frames].float(), preds[frames], 0, None, topk, temperature, weighting, 4096)
-        else:
-            for j in set(local_frames) - cache.keys():
-                cache[j] = (win.cut(feats[j].float()), win.cut(preds[j]))
-            pred = _predict_tiled(q, feats[global_frames].float(), preds[global_frames],
-                                  [cache[j] for j in local_frames], win, topk, temperature, weighting)
-            for j in [j for j in cache if j < t + 1 - n_context and not (restrict_first and j == 0)]:
-                del cache[j]  # no later frame has it in context
+        order = tqdm(order, desc="affinities", unit="tile", leave=False)
+    for i in order:
+        q = tiles.cut(maps, i, tiles.S, 0).transpose(1, 2).contiguous()  # (T, S^2, C)
+        windows = tiles.cut(maps, i, tiles.Wk, tiles.R)  # (T, C, Wk^2)
+        key_pos, allowed = tiles.key_cells(i)
+        query_pos, keep = tiles.query_cells(i)
+        v, j = _tile_affinities(q, windows, first and (first[0][:, query_pos], first[1][:, query_pos]), ~allowed,
+                                key_pos, hw, n_context, topk, workspace)
+        weights[1:, query_pos[keep]] = _weights(v[1:, keep], temperature, weighting)
+        ids[1:, query_pos[keep]] = j[1:, keep]
+    bank = torch.empty(T * hw, K, device=feats.device)  # labels of every (frame, position)
+    bank[:hw] = labels0.flatten(1).t()
+    for t in range(1, T):
+        pred = torch.einsum("pkc,pk->pc", bank[ids[t]], weights[t])
+        bank[t * hw:(t + 1) * hw] = _minmax(pred.t().reshape(K, h, w)).flatten(1).t() if minmax_norm else pred
+    return bank.view(T, h, w, K).permute(0, 3, 1, 2).contiguous()
+
+
+def _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm) -> torch.Tensor:
+    T = feats.shape[0]
+    preds = torch.empty(T, *labels0.shape, device=feats.device)
+    preds[0] = labels0
+    for t in range(1, T):
+        frames = [0] + context_indices(t, n_context)
+        pred = _predict_dense(feats[t].float(), feats[frames].float(), preds[frames], 0, None, topk, temperature,
+                              weighting, 4096)
         preds[t] = _minmax(pred) if minmax_norm else pred
     return preds
 
