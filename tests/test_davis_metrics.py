@@ -83,3 +83,26 @@ def test_sequence_drops_first_and_last_frame_and_rejects_extra_objects(tmp_path)
     assert open(gp).read().splitlines() == ["J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay",
                                             "1.000,1.000,1.000,0.000,1.000,1.000,0.000"]
     assert open(sp).read().splitlines() == ["Sequence,J-Mean,F-Mean", "seq_1,1.000,1.000"]
+
+
+def test_boundary_tolerance_is_the_whole_image_diagonal():
+    # 480x854 -> tolerance ceil(0.008 * 979.6) = 8 px: a square shifted by 8 px matches every boundary pixel,
+    # shifted by 9 it does not (the tolerance must not shrink with the crop around a small object)
+    gt = np.zeros((3, 480, 854), np.uint8)
+    gt[:, 100:140, 200:240] = 1
+    for shift, perfect in [(8, True), (9, False)]:
+        res = np.roll(gt, shift, axis=2)
+        F = evaluate_sequence(gt, res)[1][0, 0]
+        assert (F == 1.0) == perfect
+        assert F == db_eval_boundary(gt[1] == 1, res[1] == 1)
+
+
+@pytest.mark.parametrize("radius", [1, 2, 5, 8, 12])
+def test_disk_rectangles_dilate_like_the_disk(radius):
+    import cv2
+
+    from vidssl.eval.davis_metrics import dilate_disk, disk, disk_rectangles
+    rng = np.random.default_rng(radius)
+    b = rng.random((40, 50)) < 0.02
+    want = cv2.dilate(b.view(np.uint8), disk(radius)).view(bool)
+    assert np.array_equal(dilate_disk(b, disk_rectangles(radius)), want)

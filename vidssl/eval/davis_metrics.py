@@ -14,33 +14,45 @@ import numpy as np
 def db_eval_iou(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Jaccard index per frame of boolean masks (T, H, W) (or one (H, W) mask); 1 where the union is empty."""
     gt, pred = np.asarray(gt, dtype=bool), np.asarray(pred, dtype=bool)
-    inter = np.count_nonzero(gt & pred, axis=(-2, -1))
-    union = np.count_nonzero(gt | pred, axis=(-2, -1))
+    inter = _count_per_frame(gt & pred)
+    union = _count_per_frame(gt | pred)
     with np.errstate(invalid="ignore", divide="ignore"):
         j = inter / union
     return np.where(np.isclose(union, 0), 1.0, j)
+
+
+def _count_per_frame(x: np.ndarray) -> np.ndarray:
+    """np.count_nonzero over the last two axes; a loop of whole-frame counts is several times faster than
+    count_nonzero(axis=...), which sums through a cast."""
+    frames = x.reshape(-1, *x.shape[-2:])
+    return np.array([np.count_nonzero(f) for f in frames], dtype=np.int64).reshape(x.shape[:-2])
 
 
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
     """One-pixel boundaries of boolean masks (..., H, W), offset half a pixel towards the origin (D. Martin's
     seg2bmap as the official code implements it): a pixel is boundary when it differs from its east, south or
     south-east neighbour; on the last row only the east neighbour counts, on the last column only the south
-    one, and the bottom-right pixel never is."""
-    seg = np.asarray(seg, dtype=bool)
-    b = np.zeros_like(seg)
-    c = seg[..., :-1, :-1]
-    b[..., :-1, :-1] = (c != seg[..., :-1, 1:]) | (c != seg[..., 1:, :-1]) | (c != seg[..., 1:, 1:])
-    b[..., -1, :-1] = seg[..., -1, :-1] != seg[..., -1, 1:]
-    b[..., :-1, -1] = seg[..., :-1, -1] != seg[..., 1:, -1]
-    return b
+    one, and the bottom-right pixel never is. That is: the 2x2 block starting at the pixel is not constant,
+    with the image edge replicated, i.e. its 2x2 max differs from its 2x2 min (two OpenCV passes a frame)."""
+    seg = np.ascontiguousarray(seg, dtype=bool)
+    frames = seg.reshape(-1, *seg.shape[-2:]).view(np.uint8)
+    b = np.empty(frames.shape, dtype=bool)
+    for i, f in enumerate(frames):
+        hi = cv2.dilate(f, _BLOCK, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+        lo = cv2.erode(f, _BLOCK, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+        np.not_equal(hi, lo, out=b[i])
+    return b.reshape(seg.shape)
 
 
-def _crop_to_objects(gt: np.ndarray, pred: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
+_BLOCK = np.ones((2, 2), np.uint8)
+
+
+def _crop_to_objects(gt: np.ndarray, pred: np.ndarray, margin: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Both stacks cut to the box around every foreground pixel of either, plus `margin` (clamped to the
-    image). Boundaries and their dilations lie inside it, and where the box stops short of the image edge its
-    border is background in both, so every count is the same as on the whole image."""
-    rows = np.flatnonzero((gt | pred).any(axis=(0, 2)))
-    cols = np.flatnonzero((gt | pred).any(axis=(0, 1)))
+    image). With a margin of at least 1 the box's border is background in both wherever it stops short of the
+    image edge, so areas, boundaries and their matches are the same as on the whole image."""
+    union = (gt | pred).any(axis=0)
+    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
     if len(rows) == 0:
         return gt[:, :1, :1], pred[:, :1, :1]
     H, W = gt.shape[-2:]
@@ -55,21 +67,47 @@ def disk(radius: int) -> np.ndarray:
     return (r[None, :] ** 2 + r[:, None] ** 2 <= radius ** 2).astype(np.uint8)
 
 
-def db_eval_boundary(gt: np.ndarray, pred: np.ndarray, bound_th: float = 0.008) -> np.ndarray:
+def disk_rectangles(radius: int) -> list[np.ndarray]:
+    """disk(radius) as a union of centred rectangles, one per distinct row half-width w (as tall as the rows
+    that reach w). Dilating by each and OR-ing equals dilating by the disk, and rectangles dilate in separable
+    passes (about 1.4x faster than the disk kernel here)."""
+    half_widths = [math.isqrt(radius * radius - dy * dy) for dy in range(radius + 1)]
+    tallest = {w: dy for dy, w in enumerate(half_widths)}  # the last (largest) row offset with half-width w
+    return [cv2.getStructuringElement(cv2.MORPH_RECT, (2 * w + 1, 2 * dy + 1)) for w, dy in tallest.items()]
+
+
+def dilate_disk(b: np.ndarray, rects: list[np.ndarray]) -> np.ndarray:
+    """Binary (H, W) bool mask dilated by the disk whose disk_rectangles are `rects` (outside = background)."""
+    u = b.view(np.uint8)
+    out = cv2.dilate(u, rects[0])
+    for r in rects[1:]:
+        out |= cv2.dilate(u, r)
+    return out.view(bool)
+
+
+def db_eval_boundary(gt: np.ndarray, pred: np.ndarray, bound_th: float = 0.008,
+                     image_size: tuple[int, int] | None = None) -> np.ndarray:
     """Boundary F-measure per frame of boolean masks (T, H, W). Tolerance ceil(bound_th * image diagonal)
     pixels (bound_th >= 1 is taken as pixels), disk-shaped dilation, and the official empty-boundary rules:
-    no predicted and no true boundary -> 1; only one of them -> 0."""
+    no predicted and no true boundary -> 1; only one of them -> 0. `image_size` (H, W) is the full image's
+    when the masks are crops of it (the tolerance depends on it)."""
     single = gt.ndim == 2
     gt = np.asarray(gt, dtype=bool).reshape(-1, *gt.shape[-2:])
     pred = np.asarray(pred, dtype=bool).reshape(-1, *pred.shape[-2:])
-    bound_pix = bound_th if bound_th >= 1 else math.ceil(bound_th * np.linalg.norm(gt.shape[-2:]))
-    kernel = disk(int(bound_pix))
-    gt, pred = _crop_to_objects(gt, pred, int(bound_pix) + 2)
+    bound_pix = bound_th if bound_th >= 1 else math.ceil(bound_th * np.linalg.norm(image_size or gt.shape[-2:]))
+    rects = disk_rectangles(int(bound_pix))
+    gt, pred = _crop_to_objects(gt, pred)
     fg_b, gt_b = seg2bmap(pred), seg2bmap(gt)
-    n_fg, n_gt = np.count_nonzero(fg_b, axis=(1, 2)), np.count_nonzero(gt_b, axis=(1, 2))
-    dilate = lambda b: cv2.dilate(b.view(np.uint8), kernel).view(bool)  # noqa: E731
-    fg_match = np.array([np.count_nonzero(f & dilate(g)) for f, g in zip(fg_b, gt_b)])
-    gt_match = np.array([np.count_nonzero(g & dilate(f)) for f, g in zip(fg_b, gt_b)])
+    n_fg, n_gt = _count_per_frame(fg_b), _count_per_frame(gt_b)
+    fg_match, gt_match = np.zeros(len(gt), np.int64), np.zeros(len(gt), np.int64)
+    for i, (f, g) in enumerate(zip(fg_b, gt_b)):
+        # matches are only counted on boundary pixels, and only boundary pixels dilate: the box around both
+        # frames' boundaries holds everything
+        x, y, w, h = cv2.boundingRect((f | g).view(np.uint8))
+        if w:
+            f, g = f[y:y + h, x:x + w], g[y:y + h, x:x + w]
+            fg_match[i] = np.count_nonzero(f & dilate_disk(g, rects))
+            gt_match[i] = np.count_nonzero(g & dilate_disk(f, rects))
     # no boundary on a side: its precision (or recall) is 1, and the other side's matches are 0, which gives
     # the official rules: both empty -> F = 1, only one empty -> F = 0
     precision = np.where(n_fg > 0, fg_match / np.maximum(n_fg, 1), 1.0)
@@ -109,8 +147,9 @@ def evaluate_sequence(gt: np.ndarray, res: np.ndarray, name: str = "") -> tuple[
     J = np.zeros((n_obj, gt.shape[0]))
     F = np.zeros((n_obj, gt.shape[0]))
     for k in range(1, n_obj + 1):
-        J[k - 1] = db_eval_iou(gt == k, res == k)
-        F[k - 1] = db_eval_boundary(gt == k, res == k)
+        g, r = _crop_to_objects(gt == k, res == k)  # every measure is the same on the object's box
+        J[k - 1] = db_eval_iou(g, r)
+        F[k - 1] = db_eval_boundary(g, r, image_size=gt.shape[-2:])
     return J, F
 
 
