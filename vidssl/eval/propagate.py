@@ -124,8 +124,7 @@ def _first_frame_topk(flat: torch.Tensor, topk: int, workspace: torch.Tensor) ->
     for t in range(1, T):
         for r in range(0, hw, rows):
             q = flat[t, :, r:r + rows].t()
-            scores = torch.mm(q, flat[0], out=workspace[:len(q) * hw].view(len(q), hw)) if rows * hw <= workspace.numel() \
-                else q @ flat[0]
+            scores = torch.mm(q, flat[0], out=workspace[:len(q) * hw].view(len(q), hw))
             vals[t, r:r + rows], pos[t, r:r + rows] = scores.topk(k, dim=-1)
     return vals, pos
 
@@ -158,7 +157,7 @@ def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.
     for a in range(1, T, block):
         b = min(a + block, T)
         qa = q[a:b].reshape(-1, C)
-        scores = workspace[:len(qa) * L].view(len(qa), L) if len(qa) * L <= workspace.numel() else qa.new_empty(len(qa), L)
+        scores = workspace[:len(qa) * L].view(len(qa), L)
         if G:
             scores[:, :G] = first[0][a:b].reshape(-1, G)
         if first_local:
@@ -215,7 +214,8 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
     tiles = _Tiles(h, w, radius, tile, feats.device)
     budget = int((budget_mb or (1024 if feats.is_cuda else 32)) * 2 ** 20)
     k = min(topk, (0 if restrict_first else hw) + (n_context + restrict_first) * tiles.Wk ** 2)
-    workspace = torch.empty(budget // 4, device=feats.device)  # reused score buffer (no page faults per block)
+    row = (topk + (n_context + 1) * tiles.Wk ** 2) * tile ** 2  # the most one target frame of a tile needs
+    workspace = torch.empty(max(budget // 4, hw, row), device=feats.device)  # reused: no page faults per block
     first = None if restrict_first else _first_frame_topk(flat, topk, workspace)
     weights = torch.empty(T, hw, k, device=feats.device)
     ids = torch.empty(T, hw, k, device=feats.device, dtype=torch.long)
