@@ -28,6 +28,9 @@ def _count_per_frame(x: np.ndarray) -> np.ndarray:
     return np.array([np.count_nonzero(f) for f in frames], dtype=np.int64).reshape(x.shape[:-2])
 
 
+_BLOCK = np.ones((2, 2), np.uint8)  # the pixel and its east, south and south-east neighbours
+
+
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
     """One-pixel boundaries of boolean masks (..., H, W), offset half a pixel towards the origin (D. Martin's
     seg2bmap as the official code implements it): a pixel is boundary when it differs from its east, south or
@@ -43,8 +46,6 @@ def seg2bmap(seg: np.ndarray) -> np.ndarray:
         np.not_equal(hi, lo, out=b[i])
     return b.reshape(seg.shape)
 
-
-_BLOCK = np.ones((2, 2), np.uint8)
 
 
 def _crop_to_objects(gt: np.ndarray, pred: np.ndarray, margin: int = 1) -> tuple[np.ndarray, np.ndarray]:
