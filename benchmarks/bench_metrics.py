@@ -1,8 +1,10 @@
 """DAVIS J&F computation: vidssl.eval.davis.evaluate_results vs the official davis2017-evaluation
 (DAVISEvaluation.evaluate, what evaluation_method.py runs) on the same results folder, checking that every
 per-object number is identical. Uses the real DAVIS sequences in ../shared/data/davis2016 (or --davis-root)
-with predictions made by eroding the ground truth. Two timings: end to end from the PNG folders (both decode
-the same PNGs with PIL, ~1.4 ms a mask here), and the measures alone on masks already decoded (the official
+with predictions made by eroding the ground truth, both written as palette PNGs by PIL (the format of the
+DAVIS-2017 annotations and of published results). Two timings: end to end from the PNG folders (the official
+code decodes with PIL, which inflates with the system zlib, ~1.1 ms a mask here; vidssl with its own path for
+plain 8-bit PNGs and zlib-ng, vidssl/io/png.py), and the measures alone on masks already decoded (the official
 _evaluate_semisupervised on its one-hot arrays vs vidssl's evaluate_sequence on id maps).
 
   python benchmarks/bench_metrics.py --davis-eval /path/to/davis2017-evaluation
@@ -19,7 +21,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import machine, print_table  # noqa: E402
+from benchmarks.common import machine, print_table, timed  # noqa: E402
 from vidssl.eval.davis import evaluate_results, list_sequences, read_gt, read_masks, sequence_files  # noqa: E402
 from vidssl.eval.davis_metrics import evaluate_sequence  # noqa: E402
 from vidssl.io import write_davis_mask  # noqa: E402
@@ -31,6 +33,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--davis-eval", required=True, help="local clone of davis2017-evaluation")
     p.add_argument("--davis-root", default=SHARED)
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     sys.path.insert(0, args.davis_eval)
     from davis2017.evaluation import DAVISEvaluation
@@ -53,13 +56,19 @@ def main() -> None:
                 write_davis_mask(os.path.join(root, "Annotations", "480p", seq, name), gt)
                 write_davis_mask(os.path.join(res, seq, name), cv2.erode(gt, np.ones((15, 15), np.uint8)))
             frames += len(masks)
-        t = time.perf_counter()
-        evaluation = DAVISEvaluation(root, "semi-supervised", "val")
-        official = evaluation.evaluate(res)
-        t_official = time.perf_counter() - t
-        t = time.perf_counter()
-        ours, rows = evaluate_results(root, res, seqs)
-        t_ours = time.perf_counter() - t
+        def run_official():
+            nonlocal evaluation, official
+            evaluation = DAVISEvaluation(root, "semi-supervised", "val")
+            official = evaluation.evaluate(res)
+
+        def run_ours():
+            nonlocal ours, rows
+            ours, rows = evaluate_results(root, res, seqs)
+
+        evaluation = official = ours = rows = None
+        # median of `--repeats` whole runs each (this machine's speed varies from one second to the next)
+        t_official = timed(run_official, repeats=args.repeats, warmup=0)
+        t_ours = timed(run_ours, repeats=args.repeats, warmup=0)
         # the measures alone, on masks decoded beforehand (each side in its own input format)
         t_official_m = t_ours_m = 0.0
         for seq in seqs:

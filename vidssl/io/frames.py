@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vidssl.io.png import read_indexed_png
 from vidssl.io.video import VideoDecodeError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -83,13 +84,17 @@ def read_davis_mask(path: str) -> np.ndarray:
     """Object ids (H, W) uint8 from a DAVIS mask: DAVIS-2017 palette PNGs (0..K, 255 = void) or DAVIS-2016
     single-object greyscale PNGs ({0, 255}, where 255 is the object, id 1)."""
     try:
-        img = Image.open(path)
-        img.load()
+        decoded = read_indexed_png(path)
+        if decoded is None:  # not a plain 8-bit PNG: Pillow reads it
+            img = Image.open(path)
+            img.load()
+            palette = img.mode == "P"
+            decoded = np.array(img if palette else img.convert("L"), dtype=np.uint8), palette
     except Exception as e:
         raise VideoDecodeError(path, f"cannot read mask: {e}") from e
-    if img.mode == "P":
-        return np.array(img, dtype=np.uint8)
-    arr = np.array(img.convert("L"), dtype=np.uint8)
+    arr, palette = decoded
+    if palette:
+        return arr
     values = np.flatnonzero(np.bincount(arr.ravel(), minlength=256))  # cheaper than np.unique
     if set(values.tolist()) <= {0, 255}:  # DAVIS-2016 binary mask
         return (arr > 127).astype(np.uint8)
