@@ -1,8 +1,8 @@
 """A fast path for the PNGs that hold segmentation masks: 8-bit palette or greyscale, not interlaced, rows
-filtered with None, Sub or Up (PIL writes palette PNGs unfiltered, as the DAVIS-2017 annotations and most
-published results are). Inflating is most of the cost of such a mask, and Pillow's wheels inflate with the
-system zlib; zlib-ng (when installed) does it 4-5x faster here. Anything else returns None, for the caller to
-decode with Pillow."""
+filtered with None, Sub or Up. PIL writes palette PNGs unfiltered; all 3,998 published result PNGs in the
+davis2017-evaluation repository are such files. Inflating is most of the cost of a mask, and Pillow's wheels
+inflate with the system zlib; zlib-ng does it 4-5x faster (benchmarks/RESULTS.md). Anything else returns
+None, for the caller to decode with Pillow."""
 from __future__ import annotations
 
 import struct
