@@ -83,6 +83,13 @@ def resize_labels(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Te
     raise ValueError(f"resize mode must be bilinear or nearest, not {mode!r}")
 
 
+def _clock(device: torch.device) -> float:
+    """Wall time once the work queued on `device` is done (CUDA runs asynchronously)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.time()
+
+
 def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], device: torch.device,
               prop: dict | None = None, label_resize: str = "bilinear", output_resize: str = "bilinear",
               overlays: bool = True, subset: str = "val", resolution: str = "480p") -> tuple[dict, list, dict]:
@@ -96,9 +103,9 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
         frame_paths, mask_paths = sequence_files(root, seq, resolution)
         frames = torch.from_numpy(np.stack([read_image(p) for p in frame_paths]))
         T, H, W = frames.shape[:3]
-        t0 = time.time()
+        t0 = _clock(device)
         feats = frame_features(encoder, frames, device)
-        t1 = time.time()
+        t1 = _clock(device)
         mask0 = read_davis_mask(mask_paths[0])
         mask0[mask0 == VOID_LABEL] = 0
         ids = np.unique(mask0)
@@ -106,20 +113,21 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
         onehot = torch.from_numpy(np.stack([mask0 == i for i in ids]).astype(np.float32)).to(device)
         labels0 = resize_labels(onehot, feats.shape[-2:], label_resize)
         soft = propagate_labels(feats, labels0, **prop)
-        t2 = time.time()
+        t2 = _clock(device)
         seq_dir = os.path.join(out, seq)
         os.makedirs(seq_dir, exist_ok=True)
-        id_lut = torch.from_numpy(ids.astype(np.int64)).to(device)
+        id_lut = torch.from_numpy(ids.astype(np.uint8)).to(device)
         vis_dir = os.path.join(out, "overlays")
         if overlays:
             os.makedirs(os.path.join(vis_dir, seq), exist_ok=True)
         blended = []
         for t in range(T):
-            pred = mask0 if t == 0 else id_lut[resize_labels(soft[t], (H, W), output_resize).argmax(0)].cpu().numpy()
+            # max(0).indices: the same first-maximum argmax, ~30x faster than argmax(0) on a CPU for few maps
+            pred = mask0 if t == 0 else id_lut[resize_labels(soft[t], (H, W), output_resize).max(0).indices].cpu().numpy()
             name = os.path.splitext(os.path.basename(frame_paths[t]))[0]
-            write_davis_mask(os.path.join(seq_dir, name + ".png"), pred.astype(np.uint8))
+            write_davis_mask(os.path.join(seq_dir, name + ".png"), pred)
             if overlays:
-                blended.append(blend(frames[t].numpy(), pred.astype(np.int64)))
+                blended.append(blend(frames[t].numpy(), pred))
                 Image.fromarray(blended[-1]).save(os.path.join(vis_dir, seq, name + ".jpg"), quality=90)
         if overlays:
             save_video(blended, os.path.join(vis_dir, f"{seq}.mp4"))
