@@ -1,8 +1,9 @@
-"""The whole DAVIS evaluation (what `python -m eval_davis` runs: features, propagation, writing the palette
-PNGs, J&F from them) on real sequences, timed per stage, with peak host (and GPU) memory. By default the 6
+"""The whole DAVIS evaluation (what `python -m eval_davis` runs: reading the frames, features, propagation,
+writing the palette PNGs, J&F from them) on real sequences, timed per stage, with peak host (and GPU) memory. By default the 6
 real DAVIS-2016 sequences in ../shared/data/davis2016 (293 frames at 854x480); --copies 7 evaluates each of
 them 7 times under different names (2,051 frames, 42 sequences), the size of DAVIS-2017 val (30 videos,
-~2,000 frames), for the issue's GPU target: features + propagation + metrics in under 60 s. Random-init
+~2,000 frames), for the issue's GPU target: features + propagation + metrics in under 60 s (the total here also counts
+reading the frames and writing the PNGs). Random-init
 ResNet-18 (the cost does not depend on the weights); no overlays.
 
   python benchmarks/bench_eval.py                 # CPU: ~6 min for the 293 frames on 2 cores
@@ -57,7 +58,7 @@ def main() -> None:
         sequences = linked_copies(args.davis_root, root, chosen, args.copies)
         global_res, _, timing = run_davis(root, os.path.join(tmp, "results"), encoder, sequences, device, overlays=False)
     n = timing["frames"]
-    stages = [("features", timing["features_s"]), ("propagation", timing["propagation_s"]),
+    stages = [("reading frames", timing["reading_s"]), ("features", timing["features_s"]), ("propagation", timing["propagation_s"]),
               ("writing PNGs", timing["writing_s"]), ("J&F from the PNGs", timing["metrics_s"])]
     total = sum(s for _, s in stages)
     rows = [[name, f"{s:.1f}", f"{n / s:.1f}" if s else "-"] for name, s in stages]

@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"--------------------------- Global results for {args.set} ---------------------------")
         print(format_table(g, rows))
         fps = timing["frames"] / max(timing["propagation_s"], 1e-9)
-        print(f"{timing['frames']} frames: features {timing['features_s']:.1f}s, propagation "
-              f"{timing['propagation_s']:.1f}s ({fps:.2f} frames/s), metrics {timing['metrics_s']:.1f}s")
+        print(f"{timing['frames']} frames: reading {timing['reading_s']:.1f}s, features {timing['features_s']:.1f}s, "
+              f"propagation {timing['propagation_s']:.1f}s ({fps:.2f} frames/s), writing {timing['writing_s']:.1f}s, "
+              f"metrics {timing['metrics_s']:.1f}s")
         print(f"masks and CSVs in {results_dir}; overlays in {os.path.join(results_dir, 'overlays')}")
         summary.update({"dataset": label, "davis_root": root, **g, "timing": timing})
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
