@@ -68,3 +68,19 @@ def test_identical_frames_propagate_labels_unchanged():
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="features"):
         propagate_labels(torch.zeros(2, 4, 5, 5), torch.zeros(2, 4, 4))
+
+
+@pytest.mark.parametrize("kw", [{}, {"restrict_first": True}, {"radius": None}])
+def test_runs_on_the_features_device(kw):
+    """Nothing is created on the CPU behind the caller's back: on the "meta" device (shapes only, standing in
+    for CUDA on a machine without one) any CPU tensor mixed into an op raises a device mismatch."""
+    config = pytest.importorskip("torch.fx.experimental._config")
+    if not hasattr(config, "meta_nonzero_assume_all_nonzero"):
+        pytest.skip("this torch cannot index boolean masks on the meta device")
+    feats = F.normalize(torch.randn(5, 8, 9, 11), dim=1).to("meta")
+    old, config.meta_nonzero_assume_all_nonzero = config.meta_nonzero_assume_all_nonzero, True
+    try:
+        out = propagate_labels(feats, torch.rand(3, 9, 11, device="meta"), **{"n_context": 3, "radius": 3, "topk": 4, **kw})
+    finally:
+        config.meta_nonzero_assume_all_nonzero = old
+    assert out.device.type == "meta" and out.shape == (5, 3, 9, 11)
