@@ -8,6 +8,7 @@ vidssl, which copies the duplicated frame-0 scores instead of recomputing them);
 per frame does not depend on the position, over the first --ref-frames frames.
 
   python benchmarks/bench_propagation.py --reference /path/to/videowalk
+  python benchmarks/bench_propagation.py --skip-dense --tile 8     # on a GPU: try tile sizes
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=30, help="frames propagated by vidssl (after frame 0)")
     p.add_argument("--ref-frames", type=int, default=8, help="frames propagated by the slower loops")
+    p.add_argument("--tile", type=int, help="query tile side (default: propagate_labels', 5 on a CPU, 16 on a GPU)")
     p.add_argument("--reference")
     p.add_argument("--skip-dense", action="store_true")
     args = p.parse_args()
@@ -58,7 +60,7 @@ def main() -> None:
     rows = []
     rss0 = peak_rss_mb()
     t = time.perf_counter()
-    ours = propagate_labels(feats, labels0)
+    ours = propagate_labels(feats, labels0, tile=args.tile)
     t_ours = (time.perf_counter() - t) / args.frames
     rows.append(["vidssl propagate_labels", f"{1 / t_ours:.3f}", f"{t_ours:.2f}", f"{peak_rss_mb():.0f}", "1.00x"])
     if not args.skip_dense:

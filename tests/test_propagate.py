@@ -48,7 +48,7 @@ def test_against_naive_loop(kw):
     assert torch.allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("tile,budget_mb", [(5, None), (7, 0.05)])  # 0.05 MB: one target frame per block
+@pytest.mark.parametrize("tile,budget_mb", [(5, None), (7, 0.05), (16, None)])  # 0.05 MB: one target frame per block
 def test_tiled_equals_dense_at_reference_defaults(tile, budget_mb):
     torch.manual_seed(1)
     feats = F.normalize(torch.randn(24, 8, 30, 37), dim=1)  # 24 frames: the 20-frame context wraps around
