@@ -56,19 +56,13 @@ def main() -> None:
                 write_davis_mask(os.path.join(root, "Annotations", "480p", seq, name), gt)
                 write_davis_mask(os.path.join(res, seq, name), cv2.erode(gt, np.ones((15, 15), np.uint8)))
             frames += len(masks)
-        def run_official():
-            nonlocal evaluation, official
-            evaluation = DAVISEvaluation(root, "semi-supervised", "val")
-            official = evaluation.evaluate(res)
-
-        def run_ours():
-            nonlocal ours, rows
-            ours, rows = evaluate_results(root, res, seqs)
-
-        evaluation = official = ours = rows = None
-        # median of `--repeats` whole runs each (this machine's speed varies from one second to the next)
-        t_official = timed(run_official, repeats=args.repeats, warmup=0)
-        t_ours = timed(run_ours, repeats=args.repeats, warmup=0)
+        evaluation = DAVISEvaluation(root, "semi-supervised", "val")
+        official = evaluation.evaluate(res)
+        ours, rows = evaluate_results(root, res, seqs)
+        # then the median of `--repeats` more runs each (this machine's speed varies from second to second)
+        t_official = timed(lambda: DAVISEvaluation(root, "semi-supervised", "val").evaluate(res),
+                           repeats=args.repeats, warmup=0)
+        t_ours = timed(lambda: evaluate_results(root, res, seqs), repeats=args.repeats, warmup=0)
         # the measures alone, on masks decoded beforehand (each side in its own input format)
         t_official_m = t_ours_m = 0.0
         for seq in seqs:

@@ -90,6 +90,25 @@ def _clock(device: torch.device) -> float:
     return time.time()
 
 
+def _write_results(pool: ThreadPoolExecutor, frames: torch.Tensor, preds: list[np.ndarray], names: list[str],
+                   seq_dir: str, vis_dir: str | None) -> list[np.ndarray | None]:
+    """Each frame's ids as a palette PNG in seq_dir and, with vis_dir, its overlay as a JPEG there, written
+    on the pool; returns the overlays."""
+    os.makedirs(seq_dir, exist_ok=True)
+    if vis_dir:
+        os.makedirs(vis_dir, exist_ok=True)
+
+    def write(t: int) -> np.ndarray | None:
+        write_davis_mask(os.path.join(seq_dir, names[t] + ".png"), preds[t])
+        if not vis_dir:
+            return None
+        blended = blend(frames[t].numpy(), preds[t])
+        Image.fromarray(blended).save(os.path.join(vis_dir, names[t] + ".jpg"), quality=90)
+        return blended
+
+    return list(pool.map(write, range(len(preds))))
+
+
 def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], device: torch.device,
               prop: dict | None = None, label_resize: str = "bilinear", output_resize: str = "bilinear",
               overlays: bool = True, subset: str = "val", resolution: str = "480p") -> tuple[dict, list, dict]:
@@ -122,20 +141,8 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
             preds = [mask0] + [id_lut[resize_labels(soft[t], (H, W), output_resize).max(0).indices].cpu().numpy()
                                for t in range(1, T)]
             names = [os.path.splitext(os.path.basename(p))[0] for p in frame_paths]
-            seq_dir, vis_dir = os.path.join(out, seq), os.path.join(out, "overlays", seq)
-            os.makedirs(seq_dir, exist_ok=True)
-            if overlays:
-                os.makedirs(vis_dir, exist_ok=True)
-
-            def write(t: int) -> np.ndarray | None:
-                write_davis_mask(os.path.join(seq_dir, names[t] + ".png"), preds[t])
-                if not overlays:
-                    return None
-                blended = blend(frames[t].numpy(), preds[t])
-                Image.fromarray(blended).save(os.path.join(vis_dir, names[t] + ".jpg"), quality=90)
-                return blended
-
-            blended = list(pool.map(write, range(T)))
+            vis_dir = os.path.join(out, "overlays", seq) if overlays else None
+            blended = _write_results(pool, frames, preds, names, os.path.join(out, seq), vis_dir)
             if overlays:
                 save_video(blended, os.path.join(out, "overlays", f"{seq}.mp4"))
                 summary_rows.append((seq, [blended[0], blended[T // 2], blended[-1]]))
