@@ -58,7 +58,6 @@ def main() -> None:
     feats = F.normalize(torch.randn(T, 256, 60, 107), dim=1).to(device)
     labels0 = torch.softmax(torch.randn(3, 60, 107) * 4, 0).to(device)
     rows = []
-    rss0 = peak_rss_mb()
     t = time.perf_counter()
     ours = propagate_labels(feats, labels0, tile=args.tile)
     t_ours = (time.perf_counter() - t) / args.frames

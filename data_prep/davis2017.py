@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from data_prep.fetch import fetch_all, report, move_contents
+from data_prep.fetch import fetch_all, move_contents, report
 
 URL = "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"
 EXPECTED = {"train": 60, "val": 30}

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     summary = {"encoder": description, "propagation": prop}
     if args.jhmdb_root:
-        from vidssl.eval.jhmdb import JOINTS, run_jhmdb, list_videos
+        from vidssl.eval.jhmdb import list_videos, run_jhmdb
 
         videos = list_videos(args.jhmdb_root, args.split_list)
         print(f"JHMDB: {len(videos)} video(s); encoder: {description}")

@@ -1,5 +1,4 @@
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -97,7 +96,7 @@ def _png_bytes(image: np.ndarray, filters: list[int], color_type: int = 3, bit_d
 
 @pytest.mark.parametrize("filters", [[0] * 9, [1] * 9, [2] * 9, [0, 2, 2, 1, 2, 0, 1, 1, 2], [2, 2, 1, 0, 3, 4, 2, 4, 3]])
 def test_mask_png_fast_path_matches_pillow(tmp_path, filters):
-    from vidssl.io.png import read_indexed_png
+    from vidssl.io.png import decode_indexed_png
 
     image = np.random.default_rng(0).integers(0, 256, (9, 13)).astype(np.uint8)
     image[3:6] = 7  # long runs, as in masks
@@ -105,7 +104,7 @@ def test_mask_png_fast_path_matches_pillow(tmp_path, filters):
         path = tmp_path / f"m{color_type}.png"
         path.write_bytes(_png_bytes(image, filters, color_type))
         assert np.array_equal(np.array(Image.open(path)), image)  # the hand-built file is a valid PNG
-        fast = read_indexed_png(str(path))
+        fast = decode_indexed_png(path.read_bytes())
         if max(filters) > 2:
             assert fast is None  # Average and Paeth rows are left to Pillow
         else:
@@ -114,14 +113,14 @@ def test_mask_png_fast_path_matches_pillow(tmp_path, filters):
 
 
 def test_mask_png_fast_path_declines_what_it_does_not_handle(tmp_path):
-    from vidssl.io.png import read_indexed_png
+    from vidssl.io.png import decode_indexed_png
 
     image = np.array([[0, 1], [1, 0]], np.uint8)
     Image.fromarray(image * 255).convert("1").save(tmp_path / "bits.png")  # 1-bit
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
     (tmp_path / "cut.png").write_bytes(_png_bytes(image, [0, 0])[:-30])  # IDAT cut short
     for name in ("bits.png", "rgb.png", "cut.png"):
-        assert read_indexed_png(str(tmp_path / name)) is None
+        assert decode_indexed_png((tmp_path / name).read_bytes()) is None
     assert np.array_equal(read_davis_mask(str(tmp_path / "bits.png")), image)
     with pytest.raises(VideoDecodeError, match="cut.png"):
         read_davis_mask(str(tmp_path / "cut.png"))
@@ -130,12 +129,13 @@ def test_mask_png_fast_path_declines_what_it_does_not_handle(tmp_path):
 def test_real_davis2016_masks(shared_data):
     m = read_davis_mask(os.path.join(shared_data, "davis2016", "Annotations", "480p", "blackswan", "00000.png"))
     assert m.shape == (480, 854) and set(np.unique(m)) == {0, 1}
-    from vidssl.io.png import read_indexed_png
+    from vidssl.io.png import decode_indexed_png
 
     folder = os.path.join(shared_data, "davis2016", "Annotations", "480p", "dog")
     for name in sorted(os.listdir(folder))[::10]:  # greyscale, libpng's adaptive filters: both paths meet
         path = os.path.join(folder, name)
-        fast = read_indexed_png(path)
+        with open(path, "rb") as f:
+            fast = decode_indexed_png(f.read())
         assert fast is None or np.array_equal(fast[0], np.array(Image.open(path)))
 
 

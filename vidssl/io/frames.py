@@ -1,6 +1,7 @@
 """Frame folders (JPEG/PNG per frame, as DAVIS and JHMDB ship them) and DAVIS mask files."""
 from __future__ import annotations
 
+import io
 import os
 from typing import Sequence
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidssl.io.png import read_indexed_png
+from vidssl.io.png import decode_indexed_png
 from vidssl.io.video import VideoDecodeError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -84,9 +85,11 @@ def read_davis_mask(path: str) -> np.ndarray:
     """Object ids (H, W) uint8 from a DAVIS mask: DAVIS-2017 palette PNGs (0..K, 255 = void) or DAVIS-2016
     single-object greyscale PNGs ({0, 255}, where 255 is the object, id 1)."""
     try:
-        decoded = read_indexed_png(path)
-        if decoded is None:  # not a plain 8-bit PNG: Pillow reads it
-            img = Image.open(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        decoded = decode_indexed_png(data)
+        if decoded is None:  # not a plain 8-bit PNG: Pillow decodes it
+            img = Image.open(io.BytesIO(data))
             img.load()
             palette = img.mode == "P"
             decoded = np.array(img if palette else img.convert("L"), dtype=np.uint8), palette

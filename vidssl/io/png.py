@@ -19,12 +19,10 @@ GREY, PALETTE = 0, 3  # PNG colour types
 _SUB, _UP = 1, 2  # PNG row filter types (Average = 3 and Paeth = 4 are left to Pillow)
 
 
-def read_indexed_png(path: str) -> tuple[np.ndarray, bool] | None:
-    """(sample values (H, W) uint8, whether they are palette indices) of an 8-bit palette or greyscale PNG,
-    or None when the file is not one this fast path handles, including a damaged one (Pillow then reports the
-    problem). Palette indices are returned as they are, not as colours."""
-    with open(path, "rb") as f:
-        data = f.read()
+def decode_indexed_png(data: bytes) -> tuple[np.ndarray, bool] | None:
+    """(sample values (H, W) uint8, whether they are palette indices) of the bytes of an 8-bit palette or
+    greyscale PNG, or None when the file is not one this fast path handles, including a damaged one (Pillow
+    then reports the problem). Palette indices are returned as they are, not as colours."""
     if not data.startswith(PNG_SIGNATURE):
         return None
     header, idat, pos = None, [], len(PNG_SIGNATURE)
