@@ -1,7 +1,7 @@
 """Label-propagation evaluation on DAVIS (J&F) and JHMDB (PCK).
 
-  python -m eval_davis --davis-root DAVIS --out OUT --checkpoint runs/crw/checkpoint.pt
-  python -m eval_davis --davis-root DAVIS --out OUT --backbone resnet18 --init pixels --sequences bear,dog
+  python -m eval_davis --davis-root DAVIS --out OUT --checkpoint runs/crw      # a run folder, encoder.json or .pt
+  python -m eval_davis --davis-root DAVIS --out OUT --backbone r3d_18 --init random --sequences bear,dog
   python -m eval_davis --jhmdb-root JHMDB --split-list JHMDB/splits --out OUT --checkpoint CKPT
   python -m eval_davis --out OUT --checkpoint CKPT        # no root: the embedded synthetic DAVIS-layout set
 """
@@ -27,10 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--split-list", help="JHMDB: a list of class/video lines, a *_test_split1.txt, or a folder of them")
     data.add_argument("--out", required=True, help="output folder")
     model = p.add_argument_group("model")
-    model.add_argument("--checkpoint", help="vidssl training checkpoint")
-    model.add_argument("--backbone", default="resnet18", help="backbone when no checkpoint is given")
+    model.add_argument("--checkpoint", help="a run folder, its encoder.json / encoder.safetensors, or a training checkpoint")
+    model.add_argument("--backbone", default="crw_resnet18",
+                       help="registered backbone when no checkpoint is given (crw_resnet18, resnet50, r3d_18, timm:NAME...)")
     model.add_argument("--init", default="random", help="random | pixels | weights:PATH (without --checkpoint)")
     model.add_argument("--weights", help="local state dict for --backbone (same as --init weights:PATH)")
+    model.add_argument("--allow-partial", action="store_true", help="accept weights that leave backbone tensors unset")
+    model.add_argument("--clip-len", type=int, default=8, help="video backbones: frames per sliding clip")
     model.add_argument("--device", default="auto")
     prop = p.add_argument_group("propagation (defaults: the CRW reference)")
     prop.add_argument("--n-context", type=int, default=20)
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     init = f"weights:{args.weights}" if args.weights else args.init
-    encoder, description = load_encoder(args.checkpoint, args.backbone, init)
+    encoder, description = load_encoder(args.checkpoint, args.backbone, init, allow_partial=args.allow_partial)
     prop = dict(n_context=args.n_context, radius=args.radius if args.radius > 0 else None, topk=args.topk,
                 temperature=args.temperature, restrict_first=args.restrict_first, weighting=args.weighting,
                 minmax_norm=args.minmax_norm)
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         videos = list_videos(args.jhmdb_root, args.split_list)
         print(f"JHMDB: {len(videos)} video(s); encoder: {description}")
-        table = run_jhmdb(args.jhmdb_root, args.out, encoder, videos, device, prop, overlays=not args.no_overlays)
+        table = run_jhmdb(args.jhmdb_root, args.out, encoder, videos, device, prop, overlays=not args.no_overlays,
+                          clip_len=args.clip_len)
         print(f"PCK@0.1 {table[0, -1]:.2f}   PCK@0.2 {table[1, -1]:.2f}   (pck.csv in {args.out})")
         summary.update({"dataset": "jhmdb", "PCK@0.1": table[0, -1], "PCK@0.2": table[1, -1]})
     else:
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"Evaluating on {label}: {len(sequences)} sequence(s) from {root}; encoder: {description}")
         results_dir = os.path.join(args.out, "results")
         g, rows, timing = run_davis(root, results_dir, encoder, sequences, device, prop, args.label_resize,
-                                    args.output_resize, overlays=not args.no_overlays, subset=args.set)
+                                    args.output_resize, overlays=not args.no_overlays, subset=args.set,
+                                    clip_len=args.clip_len)
         print(f"--------------------------- Global results for {args.set} ---------------------------")
         print(format_table(g, rows))
         fps = timing["frames"] / max(timing["propagation_s"], 1e-9)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from vidssl.methods import build_method
@@ -25,3 +26,33 @@ def test_dense_nodes_are_feature_map_locations():
     out = m(batch)
     out["loss"].backward()
     assert m.head[0].weight.grad is not None
+
+
+# Losses of the first 4 steps, recorded with the CRW-only trainer before the method contract (commit b993c8e)
+# on two copies of the carphone sample clip: the contract must not change CRW's batches or arithmetic.
+RECORDED = {
+    "patches": [1.6155064105987549, 1.5980333089828491, 1.0950629711151123, 3.172727346420288],
+    "dense": [2.8813860416412354, 2.217670202255249, 0.6881078481674194, 0.21994242072105408],
+}
+
+
+@pytest.mark.parametrize("nodes", ["patches", "dense"])
+def test_losses_equal_those_recorded_before_the_method_contract(tmp_path, sample_videos, nodes):
+    import json
+    import shutil
+
+    from vidssl.config import load_config
+    from vidssl.engine import train
+
+    videos = tmp_path / "v"
+    videos.mkdir()
+    shutil.copy(sample_videos[2], videos / "a.mp4")
+    shutil.copy(sample_videos[2], videos / "b.mp4")
+    extra = ["method.nodes=dense", "method.edge_dropout=0.0"] if nodes == "dense" else []
+    train(load_config(None, [f"data.root={videos}", "method.backbone_kwargs={remove_layers: [layer4]}",
+                             "method.patch_size=16", "method.patch_stride=16", "data.img_size=32", "data.clip_len=3",
+                             "data.num_workers=0", "trainer.batch_size=2", "trainer.log_every=1",
+                             "trainer.tensorboard=false", "optim.lr=0.001", *extra, f"out={tmp_path / 'r'}",
+                             "trainer.max_steps=4"]))
+    losses = [json.loads(line)["loss"] for line in open(tmp_path / "r" / "metrics.jsonl")]
+    assert losses == pytest.approx(RECORDED[nodes], rel=1e-4)

@@ -9,7 +9,9 @@ import torch
 
 from vidssl.config import load_config
 from vidssl.engine import load_checkpoint, train
+from vidssl.data import ClipRequest, DataSpec
 from vidssl.methods import Method, register
+from vidssl.models import build_backbone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["method.backbone_kwargs={remove_layers: [layer4]}", "method.patch_size=16", "method.patch_stride=16",
@@ -68,10 +70,13 @@ def test_corrupt_video_is_skipped_and_listed(tmp_path, video_dir):
 class NaNMethod(Method):
     def __init__(self):
         super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.backbone = build_backbone("crw_resnet18", remove_layers=["layer3", "layer4"])
+
+    def data_spec(self, d):
+        return DataSpec([ClipRequest("frame", 1, d.img_size, "resize", frame_skip=1)])
 
     def forward(self, batch):
-        return {"loss": self.w.sum() * float("nan")}
+        return {"loss": self.backbone.conv1.weight.sum() * float("nan")}
 
 
 def test_nan_guard_stops_with_message(tmp_path, video_dir):

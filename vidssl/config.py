@@ -15,6 +15,7 @@ import yaml
 
 @dataclass
 class DataConfig:
+    # Read by each method's data_spec(); what a key means for a method is said in its file.
     root: str = ""  # folder (searched recursively) or list file of videos / frame folders; "" = embedded sample clips
     clip_len: int = 4
     frame_rate: Optional[float] = 8.0  # resample videos to this many fps (the reference's Kinetics setting)
@@ -30,11 +31,13 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"  # adam | adamw | sgd
+    name: str = "adam"  # adam | adamw | sgd | lars
     lr: float = 1e-4
     weight_decay: float = 0.0
-    momentum: float = 0.9
+    weight_decay_end: Optional[float] = None  # cosine weight-decay schedule to this value (DINO); null = constant
+    momentum: float = 0.9  # sgd, lars
     betas: list = field(default_factory=lambda: [0.9, 0.999])
+    eta: float = 0.001  # lars trust coefficient
 
 
 @dataclass
@@ -55,10 +58,12 @@ class TrainerConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     log_every: int = 10
     ckpt_every: int = 500
+    stop_at: int = 0  # stop (with a checkpoint) after this step, e.g. for time-limited jobs; 0 = max_steps
     resume: bool = False  # continue from out/checkpoint.pt
     overwrite: bool = False  # start over even though out/ holds a checkpoint
     tensorboard: bool = True
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (GPU)
 
 
 @dataclass

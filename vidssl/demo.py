@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     t1 = time.time()
     print("== 2/2 evaluating by label propagation on the embedded synthetic DAVIS-layout set")
     trained = evaluate(["--out", os.path.join(args.out, "eval_crw"), "--checkpoint", result["checkpoint"]])
-    random = evaluate(["--out", os.path.join(args.out, "eval_random"), "--backbone", "resnet18", "--init", "random",
+    random = evaluate(["--out", os.path.join(args.out, "eval_random"), "--backbone", "crw_resnet18", "--init", "random",
                        "--no-overlays"])
     t2 = time.time()
     with open(os.path.join(cfg.out, "metrics.jsonl")) as f:

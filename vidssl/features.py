@@ -1,11 +1,13 @@
 """`vidssl extract`: features for every video (or frame folder) to one .npy file each, plus manifest.jsonl.
 
-  vidssl extract --checkpoint runs/crw/checkpoint.pt --input videos/ --out feats/ --mode dense
-  vidssl extract --backbone resnet18 --init weights:r18.pth --input clip.mp4 --out feats/ --mode clip
+  vidssl extract --checkpoint runs/crw --input videos/ --out feats/ --mode dense
+  vidssl extract --backbone r3d_18 --init weights:r3d.safetensors --input clip.mp4 --out feats/ --mode clip
 
-dense: (T, C, ceil(H/8), ceil(W/8)) float16 per video (L2-normalised maps at the backbone's stride), streamed
-to disk chunk by chunk. clip: (clips, C) float32, the mean of the frames' pooled features over consecutive
-clips of --clip-len frames. Finished videos are skipped on a re-run with the same settings (and redone when
+--checkpoint takes a run folder, its encoder.json/encoder.safetensors, or a training checkpoint.
+dense: (T, C, h, w) float16 per video: the L2-normalised maps that label propagation reads (2D backbones frame
+by frame; video backbones by the sliding-clip scheme of vidssl/models/dense.py), streamed to disk chunk by
+chunk. clip: (clips, C) float32 global features (pooled maps, or a ViT's CLS token) of consecutive clips of
+--clip-len frames: a video backbone sees each clip whole, a 2D backbone's frame features are averaged. Finished videos are skipped on a re-run with the same settings (and redone when
 the settings differ); a video that cannot be decoded is reported in failures.tsv and skipped.
 """
 from __future__ import annotations
@@ -19,10 +21,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vidssl.data.augment import resize_frame
+from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, resize_frame
 from vidssl.data.datasets import discover_sources
+from vidssl.data.augment import normalize
 from vidssl.eval.encoder import frame_features, load_encoder
 from vidssl.io import VideoDecodeError, open_video
+from vidssl.models.dense import global_clip_features
+from vidssl.models.export import resolve_encoder_path
 
 
 def output_name(source: str, root: str) -> str:
@@ -49,19 +54,21 @@ def extract_video(encoder, source: str, path: str, mode: str, device, short_side
         out, pooled = None, []
         for start in range(0, T, step):
             frames = _resize(reader.get_frames(range(start, min(start + step, T))), short_side)
-            feats = frame_features(encoder, frames, device)
             if mode == "dense":
+                feats = frame_features(encoder, frames, device, clip_len=clip_len)
                 if out is None:
                     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(T, *feats.shape[1:]))
                 out[start:start + len(feats)] = feats.cpu().numpy().astype(np.float16)
             else:
-                pooled.append(feats.mean(dim=(0, 2, 3)).cpu().numpy())
+                with torch.no_grad():
+                    x = normalize(frames.to(device).permute(0, 3, 1, 2), IMAGENET_MEAN, IMAGENET_STD)
+                    pooled.append(global_clip_features(encoder.to(device), x, clip_len).float().cpu().numpy())
         if mode == "dense":
             out.flush()
             shape = out.shape
             del out
         else:
-            arr = np.stack(pooled).astype(np.float32)
+            arr = np.concatenate(pooled).astype(np.float32)
             np.save(tmp, arr)
             shape = arr.shape
         os.replace(tmp, path)
@@ -74,9 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--input", required=True, help="a video, a frame folder, a folder of them, or a list file")
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["dense", "clip"], default="dense")
-    p.add_argument("--checkpoint")
-    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--checkpoint", help="run folder, encoder.json/.safetensors, or training checkpoint")
+    p.add_argument("--backbone", default="crw_resnet18", help="registered backbone name (without --checkpoint)")
     p.add_argument("--init", default="random", help="random | pixels | weights:PATH (without --checkpoint)")
+    p.add_argument("--allow-partial", action="store_true", help="accept weights that leave backbone tensors unset")
     p.add_argument("--short-side", type=int, default=0, help="resize frames so the short side is this (0 = native)")
     p.add_argument("--clip-len", type=int, default=8)
     p.add_argument("--backend", default="auto")
@@ -85,10 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     single = os.path.isfile(args.input) and not args.input.endswith(".txt")
     sources = [args.input] if single else discover_sources(args.input)
-    encoder, description = load_encoder(args.checkpoint, args.backbone, args.init)
+    encoder, description = load_encoder(args.checkpoint, args.backbone, args.init, dense=args.mode == "dense",
+                                        allow_partial=args.allow_partial)
     settings = {"encoder": description, "mode": args.mode, "short_side": args.short_side, "clip_len": args.clip_len}
     if args.checkpoint:
-        settings["checkpoint_mtime"] = os.path.getmtime(args.checkpoint)
+        settings["checkpoint_mtime"] = os.path.getmtime(resolve_encoder_path(args.checkpoint))
     fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     os.makedirs(args.out, exist_ok=True)
     manifest = os.path.join(args.out, "manifest.jsonl")

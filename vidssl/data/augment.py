@@ -62,20 +62,39 @@ def resize_frame(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class FrameCrop:
-    """Per-frame random resized crop of a uint8 clip (T, H, W, 3) to size x size (CPU, in the workers).
-    `scale=None` resizes the whole frame instead (no crop)."""
+    """Crop a uint8 clip (T, H, W, 3) to (T, size, size, 3) in the workers. Policies (a box per frame, then an
+    area-averaging resize):
+
+    - "per_frame": each frame its own random resized crop (the CRW recipe);
+    - "per_clip": one random resized crop for the whole clip (temporally consistent views);
+    - "square": the largest square at a random position along the long side (the whole content, for methods
+      that crop again on the device);
+    - "resize": the whole frame, aspect ignored. `scale=None` also means "resize" (older configs).
+    """
 
     def __init__(self, size: int = 256, scale: tuple[float, float] | None = (0.8, 0.95),
-                 ratio: tuple[float, float] = (0.7, 1.3)):
+                 ratio: tuple[float, float] = (0.7, 1.3), policy: str = "per_frame"):
         self.size, self.scale, self.ratio = size, scale, ratio
+        self.policy = "resize" if scale is None else policy
+
+    def boxes(self, T: int, H: int, W: int, generator: torch.Generator) -> torch.Tensor:
+        """(T, 4) boxes (top, left, h, w)."""
+        if self.policy == "per_frame":
+            return sample_rrc_boxes(H, W, T, self.scale, self.ratio, generator)
+        if self.policy == "per_clip":
+            return sample_rrc_boxes(H, W, 1, self.scale, self.ratio, generator).expand(T, 4)
+        if self.policy == "square":
+            side = min(H, W)
+            offset = int(torch.randint(0, max(H, W) - side + 1, (1,), generator=generator))
+            box = [offset, 0, side, side] if H > W else [0, offset, side, side]
+            return torch.tensor([box]).expand(T, 4)
+        if self.policy == "resize":
+            return torch.tensor([[0, 0, H, W]]).expand(T, 4)
+        raise ValueError(f"unknown crop policy {self.policy!r}")
 
     def __call__(self, clip: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         frames = clip.numpy()
-        T, H, W = frames.shape[:3]
-        if self.scale is None:
-            boxes = torch.tensor([[0, 0, H, W]] * T)
-        else:
-            boxes = sample_rrc_boxes(H, W, T, self.scale, self.ratio, generator)
+        boxes = self.boxes(*frames.shape[:3], generator)
         out = [resize_frame(f[t:t + h, l:l + w], (self.size, self.size))
                for f, (t, l, h, w) in zip(frames, boxes.tolist())]
         return torch.from_numpy(np.stack(out))

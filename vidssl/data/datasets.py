@@ -7,12 +7,12 @@ path travels with the batch under "skipped", for the trainer to count and write 
 from __future__ import annotations
 
 import os
-from typing import Callable
-
 import numpy as np
 import torch
 
-from vidssl.data.samplers import frame_step, random_clip_indices
+from vidssl.data.augment import FrameCrop
+from vidssl.data.samplers import clip_indices, frame_step, random_clip_start
+from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.io import VIDEO_EXTENSIONS, VideoDecodeError, open_video
 from vidssl.io.frames import IMAGE_EXTENSIONS
 
@@ -44,31 +44,74 @@ def discover_sources(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
     return sorted(sources)
 
 
-class ClipDataset(torch.utils.data.Dataset):
-    """Random clips of `clip_len` frames from a list of videos / frame folders.
+class VideoDataset(torch.utils.data.Dataset):
+    """Items of a `DataSpec` (see vidssl/data/spec.py) drawn from a list of videos / frame folders.
 
     Index with an int or with (index, seed) from StepBatchSampler; with a seed every random choice is
-    reproducible. Each video contributes `clips_per_video` items per epoch (the reference draws 5 random clips
-    per Kinetics video). Returns {"clip": uint8 (T, H, W, 3) after `transform`, "video": index, "skipped": [...]}.
+    reproducible. Each video contributes `clips_per_video` items per epoch (the CRW reference draws 5 random
+    clips per Kinetics video). All requests of an item come from one open reader. Returns the requests' uint8
+    tensors, their `<name>_index` frame indices and labels, "video" (index) and "skipped" (videos that failed
+    to decode or are too short for the plan, as "path\treason" lines, replaced by the next video).
     """
 
-    def __init__(self, sources: list[str], clip_len: int = 4, frame_rate: float | None = 8.0,
-                 frame_skip: int | None = None, clips_per_video: int = 1,
-                 transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                 backend: str = "auto", folder_fps: float = 0.0, max_skips: int = 20):
+    def __init__(self, sources: list[str], spec: DataSpec, clips_per_video: int = 1, backend: str = "auto",
+                 folder_fps: float = 0.0, max_skips: int = 20):
         if not sources:
             raise ValueError("no video sources")
-        self.sources, self.clip_len = list(sources), clip_len
-        self.frame_rate, self.frame_skip, self.clips_per_video = frame_rate, frame_skip, clips_per_video
-        self.transform, self.backend, self.folder_fps, self.max_skips = transform, backend, folder_fps, max_skips
+        self.sources, self.spec, self.clips_per_video = list(sources), spec, clips_per_video
+        self.backend, self.folder_fps, self.max_skips = backend, folder_fps, max_skips
+        self.crops = {r.name: FrameCrop(r.size, tuple(r.crop_scale), tuple(r.crop_ratio), r.crop)
+                      for r in spec.requests}
 
     def __len__(self) -> int:
         return len(self.sources) * self.clips_per_video
 
-    def load_clip(self, video: int, rng: np.random.Generator) -> torch.Tensor:
+    def _place(self, req: ClipRequest, reader, rng: np.random.Generator, placed: dict) -> tuple[float, float, dict]:
+        """(start, step, labels) of one draw of `req`."""
+        n = reader.num_frames
+        if req.anchor is not None:
+            a_start, step = placed[req.anchor]
+            span = (req.length - 1) * step
+            labels = {}
+            if req.placement == "same":
+                start = a_start
+            elif req.placement == "gap":
+                start = a_start + span + (req.gap + 1) * step
+            else:  # overlap: share round(r * length) frames with the anchor, before or after it
+                k = int(rng.integers(len(req.overlap_choices)))
+                shift = (req.length - round(req.overlap_choices[k] * req.length)) * step
+                sides = [a_start + shift, a_start - shift] if rng.random() < 0.5 else [a_start - shift, a_start + shift]
+                start = next((s for s in sides if 0 <= s <= n - 1 - span), -1.0)
+                labels[f"{req.name}_overlap"] = k
+            if not 0 <= start <= n - 1 - span:
+                raise VideoDecodeError(reader.path, f"too short for the clip plan ({n} frames; request {req.name!r} "
+                                                    f"placed {req.placement} to {req.anchor!r} falls outside)")
+            return start, step, labels
+        step = frame_step(reader.fps, req.frame_rate, req.frame_skip)
+        labels = {}
+        if req.rate_choices:
+            k = int(rng.integers(len(req.rate_choices)))
+            step, labels[f"{req.name}_rate"] = step * req.rate_choices[k], k
+        return random_clip_start(n, req.length, step, rng), step, labels
+
+    def load(self, video: int, rng: np.random.Generator) -> dict:
+        sample, placed = {}, {}
         with open_video(self.sources[video], backend=self.backend, fps=self.folder_fps) as reader:
-            step = frame_step(reader.fps, self.frame_rate, self.frame_skip)
-            return reader.get_frames(random_clip_indices(reader.num_frames, self.clip_len, step, rng))
+            for req in self.spec.requests:
+                clips, indices = [], []
+                for _ in range(req.count):
+                    start, step, labels = self._place(req, reader, rng, placed)
+                    placed.setdefault(req.name, (start, step))
+                    idx = clip_indices(reader.num_frames, req.length, step, start)
+                    clip = reader.get_frames(idx)
+                    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+                    clips.append(self.crops[req.name](clip, g))
+                    indices.append(idx)
+                    sample.update(labels)
+                one = req.count == 1
+                sample[req.name] = clips[0] if one else torch.stack(clips)
+                sample[f"{req.name}_index"] = torch.tensor(indices[0] if one else indices)
+        return sample
 
     def __getitem__(self, item) -> dict:
         index, seed = item if isinstance(item, tuple) else (item, int(item))
@@ -77,20 +120,29 @@ class ClipDataset(torch.utils.data.Dataset):
         for attempt in range(self.max_skips + 1):
             rng = np.random.default_rng([seed, attempt])
             try:
-                clip = self.load_clip(video, rng)
+                sample = self.load(video, rng)
                 break
             except VideoDecodeError as e:
                 skipped.append(f"{e.path}\t{e.reason}")
                 video = (video + 1) % len(self.sources)
         else:
             raise RuntimeError(f"{self.max_skips + 1} videos in a row failed to decode; last: {skipped[-1]}")
-        if self.transform is not None:
-            g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            clip = self.transform(clip, g)
-        return {"clip": clip, "video": video, "skipped": skipped}
+        if self.spec.transform is not None:
+            sample = self.spec.transform(sample, torch.Generator().manual_seed(int(rng.integers(2**62))))
+        return {**sample, "video": video, "skipped": skipped}
 
 
-def collate_clips(samples: list[dict]) -> dict:
-    return {"clip": torch.stack([s["clip"] for s in samples]),
-            "video": torch.tensor([s["video"] for s in samples]),
-            "skipped": [p for s in samples for p in s["skipped"]]}
+def collate(samples: list[dict]) -> dict:
+    """Stack every tensor and number of the samples; "skipped" lists are joined; anything else becomes a list."""
+    batch = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if key == "skipped":
+            batch[key] = [p for v in values for p in v]
+        elif torch.is_tensor(values[0]):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], (int, float, bool)):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch

@@ -30,12 +30,17 @@ def clip_indices(num_frames: int, clip_len: int, step: float, start: float) -> l
     return [min(int(math.floor(start + k * step)), num_frames - 1) for k in range(clip_len)]
 
 
-def random_clip_indices(num_frames: int, clip_len: int, step: float, rng: np.random.Generator) -> list[int]:
-    """A clip whose start is uniform over all starts that keep the whole clip inside the video."""
+def random_clip_start(num_frames: int, clip_len: int, step: float, rng: np.random.Generator) -> float:
+    """A start uniform over all starts that keep the whole clip inside the video (0 when none does)."""
     span = (clip_len - 1) * step
     max_start = max(num_frames - 1 - span, 0.0)
     start = math.floor(rng.uniform(0, max_start + 1)) if max_start >= 1 else 0
-    return clip_indices(num_frames, clip_len, step, min(start, max_start))
+    return min(start, max_start)
+
+
+def random_clip_indices(num_frames: int, clip_len: int, step: float, rng: np.random.Generator) -> list[int]:
+    """A clip whose start is uniform over all starts that keep the whole clip inside the video."""
+    return clip_indices(num_frames, clip_len, step, random_clip_start(num_frames, clip_len, step, rng))
 
 
 class StepBatchSampler(torch.utils.data.Sampler):

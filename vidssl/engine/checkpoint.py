@@ -1,7 +1,9 @@
-"""Checkpoints written atomically (a crash mid-write never leaves a broken file behind)."""
+"""Checkpoints written atomically (a crash mid-write never leaves a broken file behind) and read without
+running code (`weights_only=True`: tensors, numbers, strings, lists and dicts only)."""
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 
@@ -16,9 +18,16 @@ def save_checkpoint(obj: dict, path: str) -> None:
 
 
 def load_checkpoint(path: str) -> dict:
+    """A torch file of plain data. A file that would need code to unpickle is refused, never executed."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: refused: it holds objects that would run code when loaded (only tensors and "
+                         f"plain data are accepted; re-save it as a state dict or safetensors)") from e
     except Exception as e:
-        raise RuntimeError(f"checkpoint {path} cannot be read ({e}); is it a vidssl/torch checkpoint?") from e
+        raise ValueError(f"{path} cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict of tensors/plain data, found {type(obj).__name__}")
+    return obj

@@ -1,16 +1,17 @@
-"""The one training loop, for every method.
+"""The one training loop, for every method (the contract is in vidssl/methods/base.py).
 
-torchrun/DDP (nccl on GPU, gloo on CPU), AMP, gradient clipping, LR schedules, atomic checkpoints with exact
-resume, metrics.jsonl + TensorBoard, a progress bar, and a NaN guard.
+torchrun/DDP (nccl on GPU, gloo on CPU), AMP, gradient clipping, per-step lr/wd and method schedules, atomic
+checkpoints with exact resume, an exported encoder beside every checkpoint, metrics.jsonl + TensorBoard, a
+progress bar, and a NaN guard.
 
-Exact resume: batches come from StepBatchSampler (a function of seed and step), the device augmentation
-draws from a generator seeded by (seed, step, rank), and the global torch RNG (edge dropout) is reseeded
-every step the same way. A run stopped at step k and resumed is therefore the same run.
+Exact resume: batches come from StepBatchSampler (a function of seed, step and world size), the device
+augmentation draws from a generator seeded by (seed, step, rank), and the global torch RNG (e.g. CRW's edge
+dropout) is reseeded every step the same way. A run stopped at step k and resumed is therefore the same run,
+which is why resuming with another number of processes is refused.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -21,46 +22,26 @@ import yaml
 from tqdm import tqdm
 
 from vidssl.config import TrainConfig, to_dict
-from vidssl.data import ClipDataset, FrameCrop, StepBatchSampler, collate_clips, discover_sources
+from vidssl.data import StepBatchSampler, VideoDataset, collate, discover_sources
 from vidssl.engine.checkpoint import load_checkpoint, save_checkpoint
-from vidssl.engine.schedules import lr_factor
-from vidssl.methods import build_method
+from vidssl.engine.logs import BadVideoLog, MetricsLog
+from vidssl.engine.optim import apply_step_values, build_optimizer, step_values
+from vidssl.methods import Method, build_method
+from vidssl.models.export import CHECKPOINT, encoder_meta, export_encoder
 
-CHECKPOINT = "checkpoint.pt"
+FORMAT = 2  # checkpoint layout: 2 = method contract + exported encoder (1 = the CRW-only trainer)
 
 
 @dataclass
-class DistInfo:
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def init_distributed(device_kind: str) -> DistInfo:
-    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(spec: str, local_rank: int) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda":
-        spec = f"cuda:{local_rank}"
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"trainer.device={spec} but CUDA is not available")
-        torch.cuda.set_device(device)
-    return device
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -73,187 +54,209 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def build_optimizer(params, cfg) -> torch.optim.Optimizer:
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.name!r}: adam, adamw or sgd")
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    """Threads, the torchrun process group (when WORLD_SIZE > 1), the device and the AMP dtype."""
+    t = cfg.trainer
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    spec = t.device
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    rank, world = 0, int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if spec.startswith("cuda") else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    if spec == "cuda":
+        spec = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"trainer.device={t.device} but CUDA is not available")
+        torch.cuda.set_device(device)
+    return Runtime(device, autocast_dtype(t.amp, device), rank, world)
 
 
-def build_dataset(cfg: TrainConfig) -> ClipDataset:
+def previous_run(cfg: TrainConfig, rt: Runtime) -> dict | None:
+    """The checkpoint to resume from, or None for a fresh run; refuses to overwrite or mix runs silently."""
+    path = os.path.join(cfg.out, CHECKPOINT)
+    if not os.path.exists(path):
+        return None
+    if not cfg.trainer.resume:
+        if cfg.trainer.overwrite:
+            return None
+        raise FileExistsError(f"{path} exists; pass trainer.resume=true to continue it, "
+                              f"trainer.overwrite=true to start over, or choose another out=")
+    ckpt = load_checkpoint(path)
+    saved = ckpt.get("world_size", 1)
+    if saved != rt.world_size:
+        raise RuntimeError(
+            f"{path} was trained by {saved} process(es), this run has {rt.world_size}: the batch order and the "
+            f"per-rank augmentation depend on the world size, so it would silently become another run. Resume "
+            f"with `torchrun --nproc_per_node {saved}` (or {saved} processes over several nodes), or start a new "
+            f"run (another out=) from its encoder.")
+    return ckpt
+
+
+def build_data(cfg: TrainConfig, method: Method, start_step: int, rt: Runtime):
+    """(dataset, loader) for steps start_step..max_steps of this rank, from the method's data spec."""
     d = cfg.data
     if d.root:
         sources = discover_sources(d.root)
     else:
         from vidssl.data.sample_videos import sample_videos
         sources = sample_videos()
-    crop = FrameCrop(d.img_size, tuple(d.crop_scale) if d.crop_scale else None, tuple(d.crop_ratio))
-    return ClipDataset(sources, d.clip_len, d.frame_rate, d.frame_skip, d.clips_per_video, crop, d.backend,
-                       d.folder_fps)
+    dataset = VideoDataset(sources, method.data_spec(d), d.clips_per_video, d.backend, d.folder_fps)
+    sampler = StepBatchSampler(len(dataset), cfg.trainer.batch_size, cfg.trainer.max_steps, cfg.seed, start_step,
+                               rt.rank, rt.world_size)
+    workers = d.num_workers
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+                                         pin_memory=rt.device.type == "cuda",
+                                         prefetch_factor=4 if workers else None, persistent_workers=False)
+    return dataset, loader
 
 
-def _step_seed(seed: int, step: int, rank: int) -> int:
+def wrap_distributed(method: Method, cfg: TrainConfig, rt: Runtime) -> torch.nn.Module:
+    if rt.world_size == 1:
+        return method
+    if cfg.trainer.sync_bn:
+        if rt.device.type != "cuda":
+            raise ValueError("trainer.sync_bn needs GPUs (torch's SyncBatchNorm does not run on the CPU)")
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    return torch.nn.parallel.DistributedDataParallel(
+        method, device_ids=[rt.device.index] if rt.device.type == "cuda" else None, **method.ddp_kwargs)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**62)
 
 
-class MetricsLog:
-    """metrics.jsonl (one JSON object per logged step) and TensorBoard, on the main process only."""
-
-    def __init__(self, out: str, resume_step: int, tensorboard: bool):
-        self.path = os.path.join(out, "metrics.jsonl")
-        if os.path.exists(self.path):  # drop lines a killed run wrote after its last checkpoint
-            with open(self.path) as f:
-                kept = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            with open(self.path, "w") as f:
-                f.writelines(kept)
-        self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(os.path.join(out, "tb"), purge_step=resume_step + 1)
-            except ImportError:
-                print("tensorboard is not installed; logging to metrics.jsonl only")
-
-    def write(self, step: int, values: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(k, v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train `cfg.method` on `cfg.data`; returns a summary (steps, last loss, checkpoint path)."""
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
-    want_cuda = cfg.trainer.device.startswith("cuda") or (cfg.trainer.device == "auto" and torch.cuda.is_available())
-    info = init_distributed("cuda" if want_cuda else "cpu")
-    device = pick_device(cfg.trainer.device, info.local_rank)
-    out = cfg.out
-    ckpt_path = os.path.join(out, CHECKPOINT)
-    os.makedirs(out, exist_ok=True)
+class Trainer:
+    """One run: the method, its optimizer and scaler, and the loop. `Trainer(cfg).fit()` = `train(cfg)`."""
 
-    checkpoint = None
-    if os.path.exists(ckpt_path):
-        if cfg.trainer.resume:
-            checkpoint = load_checkpoint(ckpt_path)
-        elif not cfg.trainer.overwrite:
-            raise FileExistsError(f"{ckpt_path} exists; pass trainer.resume=true to continue it, "
-                                  f"trainer.overwrite=true to start over, or choose another out=")
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    method = build_method(**cfg.method).to(device)
-    optimizer = build_optimizer(method.parameters(), cfg.optim)
-    s = cfg.schedule
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
-        step, cfg.trainer.max_steps, s.name, s.warmup_steps, s.milestones, s.gamma, s.min_lr_ratio))
-    amp_dtype = autocast_dtype(cfg.trainer.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    start_step = 0
-    if checkpoint is not None:
-        method.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        start_step = checkpoint["step"]
-    model = method
-    if info.world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            method, device_ids=[device.index] if device.type == "cuda" else None)
+    def __init__(self, cfg: TrainConfig):
+        self.cfg, self.rt = cfg, setup_runtime(cfg)
+        os.makedirs(cfg.out, exist_ok=True)
+        self.ckpt_path = os.path.join(cfg.out, CHECKPOINT)
+        previous = previous_run(cfg, self.rt)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.method = build_method(**cfg.method).to(self.rt.device)
+        self.optimizer = build_optimizer(self.method.param_groups(), cfg.optim)
+        self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.amp_dtype == torch.float16)
+        self.schedules = self.method.schedules(cfg.trainer.max_steps)
+        self.step = 0
+        if previous is not None:
+            self.method.load_state_dict(previous["model"])
+            self.optimizer.load_state_dict(previous["optimizer"])
+            self.scaler.load_state_dict(previous["scaler"])
+            self.step = previous["step"]
+        self.model = wrap_distributed(self.method, cfg, self.rt)
+        encoder = self.method.eval_encoder()
+        self.encoder_prefix = next(n + "." for n, m in self.method.named_modules() if m is encoder)
 
-    def save(step: int) -> None:
-        if info.main:
-            save_checkpoint({"step": step, "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                             "config": to_dict(cfg), "world_size": info.world_size}, ckpt_path)
+    def values(self, step: int) -> dict[str, float]:
+        """This (0-based) step's lr, wd and method schedules."""
+        c = self.cfg
+        return {**step_values(step, c.trainer.max_steps, c.optim, c.schedule),
+                **{k: float(f(step)) for k, f in self.schedules.items()}}
 
-    dataset = build_dataset(cfg)
-    sampler = StepBatchSampler(len(dataset), cfg.trainer.batch_size, cfg.trainer.max_steps, cfg.seed, start_step,
-                               info.rank, info.world_size)
-    workers = cfg.data.num_workers
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                         collate_fn=collate_clips, pin_memory=device.type == "cuda",
-                                         prefetch_factor=4 if workers else None, persistent_workers=False)
-    log = MetricsLog(out, start_step, cfg.trainer.tensorboard) if info.main else None
-    bad_path = os.path.join(out, "bad_videos.tsv" if info.world_size == 1 else f"bad_videos.rank{info.rank}.tsv")
-    bad_seen = set()
-    if os.path.exists(bad_path):
-        with open(bad_path) as f:
-            bad_seen = {ln.rstrip("\n") for ln in f}
-    if info.main:
-        with open(os.path.join(out, "config.yaml"), "w") as f:
-            yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-        print(f"training {cfg.method.get('name')} on {len(dataset.sources)} videos, {device}, "
-              f"{info.world_size} process(es), steps {start_step}->{cfg.trainer.max_steps}, out={out}")
+    def save(self) -> None:
+        """checkpoint.pt, then encoder.safetensors + encoder.json (each written atomically; main rank only)."""
+        if not self.rt.main:
+            return
+        encoder = self.method.eval_encoder()
+        source = {"method": self.method.name, "step": self.step, "run": os.path.abspath(self.cfg.out)}
+        save_checkpoint({"format": FORMAT, "step": self.step, "model": self.method.state_dict(),
+                         "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                         "config": to_dict(self.cfg), "world_size": self.rt.world_size,
+                         "encoder": encoder_meta(encoder, source), "encoder_prefix": self.encoder_prefix},
+                        self.ckpt_path)
+        export_encoder(encoder, self.cfg.out, source)
 
-    method.train()
-    bar = tqdm(total=cfg.trainer.max_steps, initial=start_step, disable=not info.main, unit="step",
-               dynamic_ncols=True)
-    step, last, t_log, clips = start_step, {}, time.time(), 0
-    sums: dict[str, float] = {}  # scalar outputs summed since the last log line (logged as means)
-    logged_from = step
-    for batch in loader:
-        step += 1
-        if batch["skipped"]:
-            new = [p for p in batch["skipped"] if p not in bad_seen]
-            bad_seen.update(new)
-            if new:
-                with open(bad_path, "a") as f:
-                    f.writelines(p + "\n" for p in new)
-                bar.write(f"skipped {len(new)} undecodable video(s), listed in {bad_path}: {new[0]}")
-        seed = _step_seed(cfg.seed, step, info.rank)
+    def train_step(self, batch: dict) -> dict:
+        """One optimisation step on a collated batch; returns the method's outputs."""
+        rt, t, step = self.rt, self.cfg.trainer, self.step  # self.step is already this step's 1-based number
+        seed = step_seed(self.cfg.seed, step, rt.rank)
         torch.manual_seed(seed)
-        batch["clip"] = batch["clip"].to(device, non_blocking=True)
+        values = self.values(step - 1)
+        apply_step_values(self.optimizer, values, self.cfg.optim.lr)
+        batch = to_device(batch, rt.device)
+        batch["schedule"] = values
         with torch.no_grad():
-            batch = method.device_augment(batch, torch.Generator().manual_seed(seed))
-        ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+            batch = self.method.device_augment(batch, torch.Generator().manual_seed(seed))
+        ctx = torch.autocast(rt.device.type, dtype=rt.amp_dtype) if rt.amp_dtype else contextlib.nullcontext()
         with ctx:
-            outputs = model(batch)
+            outputs = self.model(batch)
         loss = outputs["loss"]
         finite = torch.isfinite(loss.detach()).float()
-        if info.world_size > 1:
+        if rt.world_size > 1:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if finite.item() < 1:
             raise FloatingPointError(
                 f"loss is {loss.item()} at step {step} (on some rank); stopping. The last good checkpoint is "
-                f"{ckpt_path}. Lower optim.lr, set trainer.grad_clip, or trainer.amp=off.")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.trainer.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.trainer.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        method.after_step(step, cfg.trainer.max_steps)
-        clips += batch["clip"].shape[0] * info.world_size
-        bar.update(1)
-        for k, v in outputs.items():
-            if torch.is_tensor(v) and v.numel() == 1:
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-        if step % cfg.trainer.log_every == 0 or step == cfg.trainer.max_steps or step == 1:
-            now = time.time()
-            last = {k: v / (step - logged_from) for k, v in sums.items()}
-            last.update(lr=optimizer.param_groups[0]["lr"], clips_per_s=clips / max(now - t_log, 1e-9),
-                        bad_videos=len(bad_seen))
-            t_log, clips, sums, logged_from = now, 0, {}, step
-            if log is not None:
-                log.write(step, last)
-                bar.set_postfix(loss=f"{last['loss']:.4f}", clips_s=f"{last['clips_per_s']:.2f}")
-        if step % cfg.trainer.ckpt_every == 0 and step != cfg.trainer.max_steps:
-            save(step)
-    bar.close()
-    save(step)
-    if log is not None:
-        log.close()
-        print(f"done: step {step}, loss {last.get('loss', float('nan')):.4f}, checkpoint {ckpt_path}")
-    if info.world_size > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return {"step": step, "last": last, "checkpoint": ckpt_path, "bad_videos": sorted(bad_seen)}
+                f"{self.ckpt_path}. Lower optim.lr, set trainer.grad_clip, or trainer.amp=off.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), t.grad_clip)
+        self.method.before_optimizer_step(step, values)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.method.after_optimizer_step(step, values)
+        return {**outputs, **values}
+
+    def fit(self) -> dict:
+        cfg, rt, t = self.cfg, self.rt, self.cfg.trainer
+        dataset, loader = build_data(cfg, self.method, self.step, rt)
+        metrics = MetricsLog(cfg.out, self.step, t.tensorboard) if rt.main else None
+        bad = BadVideoLog(cfg.out, rt.rank, rt.world_size)
+        if rt.main:
+            with open(os.path.join(cfg.out, "config.yaml"), "w") as f:
+                yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+            print(f"training {self.method.name} on {len(dataset.sources)} videos, {rt.device}, {rt.world_size} "
+                  f"process(es), steps {self.step}->{t.max_steps}, out={cfg.out}")
+        self.method.train()
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not rt.main, unit="step", dynamic_ncols=True)
+        last, sums, samples, t_log, logged_from = {}, {}, 0, time.time(), self.step
+        for batch in loader:
+            self.step += 1
+            new = bad.add(batch["skipped"])
+            if new:
+                bar.write(f"skipped {len(new)} unusable video(s), listed in {bad.path}: {new[0]}")
+            outputs = self.train_step(batch)
+            samples += len(batch["video"]) * rt.world_size
+            bar.update(1)
+            for k, v in outputs.items():  # scalar outputs summed since the last log line (logged as means)
+                if (torch.is_tensor(v) and v.numel() == 1) or isinstance(v, float):
+                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+            if self.step % t.log_every == 0 or self.step == t.max_steps or self.step == 1:
+                now = time.time()
+                last = {k: v / (self.step - logged_from) for k, v in sums.items()}
+                last.update(samples_per_s=samples / max(now - t_log, 1e-9), bad_videos=len(bad.seen))
+                t_log, samples, sums, logged_from = now, 0, {}, self.step
+                if metrics is not None:
+                    metrics.write(self.step, last)
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{last['samples_per_s']:.2f}")
+            if self.step == t.stop_at:  # schedules still span max_steps: resuming continues the same run
+                break
+            if self.step % t.ckpt_every == 0 and self.step != t.max_steps:
+                self.save()
+        bar.close()
+        self.save()
+        if metrics is not None:
+            metrics.close()
+            print(f"done: step {self.step}, loss {last.get('loss', float('nan')):.4f}, checkpoint {self.ckpt_path}")
+        if rt.world_size > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+        return {"step": self.step, "last": last, "checkpoint": self.ckpt_path, "bad_videos": sorted(bad.seen)}
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train `cfg.method` on `cfg.data`; returns a summary (steps, last logged values, checkpoint path)."""
+    return Trainer(cfg).fit()

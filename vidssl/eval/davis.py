@@ -111,7 +111,8 @@ def _write_results(pool: ThreadPoolExecutor, frames: torch.Tensor, preds: list[n
 
 def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], device: torch.device,
               prop: dict | None = None, label_resize: str = "bilinear", output_resize: str = "bilinear",
-              overlays: bool = True, subset: str = "val", resolution: str = "480p") -> tuple[dict, list, dict]:
+              overlays: bool = True, subset: str = "val", resolution: str = "480p",
+              clip_len: int = 8) -> tuple[dict, list, dict]:
     """Propagate the first-frame masks of every sequence, write OUT/<seq>/<frame>.png, score them, write
     the CSVs and overlays. Returns (global results, per-object rows, timings)."""
     prop = prop or {}
@@ -126,7 +127,7 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
             frames = torch.from_numpy(np.stack(list(pool.map(read_image, frame_paths))))
             T, H, W = frames.shape[:3]
             t1 = _clock(device)
-            feats = frame_features(encoder, frames, device)
+            feats = frame_features(encoder, frames, device, clip_len=clip_len)
             t2 = _clock(device)
             mask0 = read_davis_mask(mask_paths[0])
             mask0[mask0 == VOID_LABEL] = 0

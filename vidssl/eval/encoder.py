@@ -1,5 +1,5 @@
-"""Dense frame features for evaluation and extraction: an encoder from a training checkpoint, a backbone with
-local weights or random init, or the pixel baseline; frames in, L2-normalised (T, C, h, w) features out."""
+"""Dense frame features for evaluation and extraction: an exported encoder (or a training checkpoint), a
+backbone with local weights or random init, or the pixel baseline; frames in, L2-normalised (T, C, h, w) out."""
 from __future__ import annotations
 
 import torch
@@ -7,8 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
-from vidssl.engine.checkpoint import load_checkpoint
 from vidssl.models.backbones import build_backbone, load_backbone_weights
+from vidssl.models.dense import dense_frame_maps
+from vidssl.models.export import load_state_file, read_encoder
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -28,7 +29,7 @@ class PixelEncoder(nn.Module):
     """Sanity baseline: CIE Lab colour averaged over 8x8 pixel cells (L centred at 50), stride 8, 3 channels.
     Its input is ImageNet-normalised RGB like every other encoder's."""
 
-    out_channels, stride = 3, 8
+    out_channels, stride, temporal_stride, is_video = 3, 8, 1, False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
@@ -38,56 +39,53 @@ class PixelEncoder(nn.Module):
         return F.avg_pool2d(lab, 8, 8, ceil_mode=True)
 
 
-def eval_backbone_kwargs(name: str, kwargs: dict | None = None) -> dict:
-    """CRW evaluates its ResNets at layer3 (videowalk test.py: --remove-layers layer4)."""
-    kwargs = dict(kwargs or {})
-    if name.startswith("resnet"):
-        kwargs["remove_layers"] = tuple(set(kwargs.get("remove_layers", ())) | {"layer4"})
-    return kwargs
+def load_encoder(checkpoint: str | None = None, backbone: str = "crw_resnet18", init: str = "random",
+                 dense: bool = True, allow_partial: bool = False) -> tuple[nn.Module, str]:
+    """(encoder in eval mode, description).
 
-
-def load_encoder(checkpoint: str | None = None, backbone: str = "resnet18", init: str = "random") -> tuple[nn.Module, str]:
-    """(encoder, description). `checkpoint`: a vidssl training checkpoint (its method's backbone).
-    Otherwise `backbone` with `init` = random | pixels | weights:PATH (a local state dict, e.g. ImageNet
-    weights you downloaded; nothing is downloaded here)."""
+    `checkpoint`: a run folder, its encoder.json / encoder.safetensors, or a training checkpoint (read without
+    running code; see vidssl/models/export.py). Otherwise `backbone` (a registered name) with `init` = random |
+    pixels | weights:PATH (a local state dict, .safetensors or a torch file of tensors; nothing downloads).
+    `dense`: the backbone as label propagation reads it (its eval_kwargs, e.g. ResNets at layer3, stride 8);
+    else as trained (global features). A weights file that leaves backbone tensors unset is an error unless
+    `allow_partial`."""
     if checkpoint:
-        ckpt = load_checkpoint(checkpoint)
-        if "model" not in ckpt or "config" not in ckpt:
-            raise ValueError(f"{checkpoint} is not a vidssl training checkpoint (no 'model'/'config'); "
-                             f"use --backbone NAME --init weights:{checkpoint} for a plain state dict")
-        mcfg = ckpt["config"]["method"]
-        name = mcfg.get("backbone", "resnet18")
-        enc = build_backbone(name, **eval_backbone_kwargs(name, mcfg.get("backbone_kwargs")))
-        state = {k[len("backbone."):]: v for k, v in ckpt["model"].items() if k.startswith("backbone.")}
-        missing = load_backbone_weights(enc, state)
-        if missing:
-            raise ValueError(f"{checkpoint}: backbone weights missing for {missing[:3]}")
-        return enc.eval(), f"{name} from {checkpoint} (step {ckpt.get('step')})"
+        enc, meta = read_encoder(checkpoint, dense)
+        src = meta.get("source", {})
+        return enc, f"{meta['backbone']} ({src.get('method')}, step {src.get('step')}) from {checkpoint}"
     if init == "pixels":
         return PixelEncoder().eval(), "pixel baseline (Lab colour, 8x8 cells)"
+    if init != "random" and not init.startswith("weights:"):
+        raise ValueError(f"--init must be random, pixels or weights:PATH, not {init!r}")
+    kwargs = build_backbone(backbone).eval_kwargs() if dense else {}
     torch.manual_seed(0)
-    enc = build_backbone(backbone, **eval_backbone_kwargs(backbone))
+    enc = build_backbone(backbone, **kwargs)
     if init == "random":
         return enc.eval(), f"{backbone}, random init (seed 0)"
-    if init.startswith("weights:"):
-        path = init[len("weights:"):]
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
-        missing = load_backbone_weights(enc, state)
-        if missing:
-            print(f"warning: {path} has no weights for {len(missing)} backbone tensors, e.g. {missing[:3]}")
-        return enc.eval(), f"{backbone} with weights {path}"
-    raise ValueError(f"--init must be random, pixels or weights:PATH, not {init!r}")
+    path = init[len("weights:"):]
+    state = load_state_file(path)
+    for key in ("state_dict", "model"):  # common wrappers of a state dict
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    missing = load_backbone_weights(enc, state)
+    if missing and not allow_partial:
+        raise ValueError(f"{path} has no weights for {len(missing)} {backbone} tensors (e.g. {missing[:3]}); "
+                         f"pass --allow-partial to keep those at random init")
+    return enc.eval(), f"{backbone} with weights {path}"
 
 
 @torch.no_grad()
 def frame_features(encoder: nn.Module, frames: torch.Tensor, device: torch.device, batch: int = 4,
-                   mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 frames (T, H, W, 3) -> L2-normalised features (T, C, ceil(H/8), ceil(W/8)) on `device`, computed
-    `batch` frames at a time (each frame once)."""
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype: torch.dtype = torch.float32,
+                   clip_len: int = 8) -> torch.Tensor:
+    """uint8 frames (T, H, W, 3) -> L2-normalised per-frame maps (T, C, h, w) on `device`: 2D encoders
+    `batch` frames at a time, video encoders by the sliding-clip scheme of vidssl/models/dense.py (`clip_len`
+    frames a window, `batch` windows at a time)."""
     encoder = encoder.to(device)
+    chunk = batch * clip_len if getattr(encoder, "is_video", False) else batch
     out = []
-    for s in range(0, frames.shape[0], batch):
-        x = normalize(frames[s:s + batch].to(device).permute(0, 3, 1, 2), mean, std)
-        out.append(F.normalize(encoder(x).float(), dim=1).to(dtype))
+    for s in range(0, frames.shape[0], chunk):
+        x = normalize(frames[s:s + chunk].to(device).permute(0, 3, 1, 2), mean, std)
+        maps = dense_frame_maps(encoder, x, batch=batch, clip_len=clip_len)
+        out.append(F.normalize(maps.float(), dim=1).to(dtype))
     return torch.cat(out)

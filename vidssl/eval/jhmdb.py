@@ -140,7 +140,7 @@ def draw_skeleton(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def run_jhmdb(root: str, out: str, encoder, videos: list[str], device: torch.device, prop: dict | None = None,
-              size: int = 320, overlays: bool = True) -> np.ndarray:
+              size: int = 320, overlays: bool = True, clip_len: int = 8) -> np.ndarray:
     """Propagate frame-0 joints through every video; writes OUT/<video>/keypoints.npy (T, 15, 2) (x, y in
     original pixels, NaN = invisible), pck.csv and skeleton overlays. Returns the PCK table."""
     from tqdm import tqdm
@@ -159,7 +159,7 @@ def run_jhmdb(root: str, out: str, encoder, videos: list[str], device: torch.dev
         H, W = orig[0].shape[:2]
         frames = torch.from_numpy(np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in orig]))
         gt = load_joints(root, video)
-        feats = frame_features(encoder, frames, device)
+        feats = frame_features(encoder, frames, device, clip_len=clip_len)
         h, w = feats.shape[-2:]
         cells = gt[0] * np.array([w / W, h / H])  # original pixels -> feature cells of the resized frame
         labels0 = torch.from_numpy(joint_heatmaps(cells, (h, w))).to(device)

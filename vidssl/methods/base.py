@@ -1,8 +1,30 @@
-"""The one method shape: forward(batch) -> {"loss": scalar, **logs}, plus optional hooks."""
+"""The one method contract. A method is one file in vidssl/methods/ that subclasses `Method` and registers
+itself with `@register("name")`; its YAML names it under `method.name`. The trainer, data layer and
+evaluation only ever call what is below, so nothing outside the method's file knows its name.
+
+Per step the trainer does:
+
+    batch  = collate(items of method.data_spec(cfg.data))          # workers: decode, crop, spec.transform
+    batch  = every tensor of batch moved to the device, batch["schedule"] = this step's values
+    batch  = method.device_augment(batch, generator)               # no grad; generator seeded by (seed, step, rank)
+    out    = method(batch)                                         # {"loss": scalar, **scalar logs}
+    backward; unscale; clip; method.before_optimizer_step(step, values)
+    optimizer.step(); method.after_optimizer_step(step, values)    # EMA teachers, prototype renorm, ...
+
+`values` = {"lr", "wd", **method.schedules(max_steps) evaluated at this step}; the trainer logs them.
+Optimisation: `param_groups()` names groups with lr/wd scales, a static lr (no schedule) or LARS exclusion.
+State (EMA teachers, queues, centres) lives in submodules and buffers, so checkpoints and exact resume carry it.
+Evaluation and extraction read `eval_encoder()` (a vidssl.models backbone), exported next to each checkpoint
+as encoder.safetensors + encoder.json, so they never need the method's code.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn as nn
+
+from vidssl.data.spec import DataSpec
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -21,23 +43,42 @@ def register(name: str):
 def build_method(name: str, **kwargs) -> "Method":
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))}")
-    return METHODS[name](**kwargs)
+    try:
+        return METHODS[name](**kwargs)
+    except TypeError as e:  # an unknown or missing keyword in the YAML's method section
+        raise ValueError(f"method {name!r}: {e} (check the method: section of the config)") from e
 
 
 class Method(nn.Module):
-    """A self-supervised method: owns its backbone and heads, and says how its batches are augmented on the
-    training device.
+    """Base class: subclasses implement `data_spec` and `forward`; everything else has a default."""
 
-    Subclasses implement `forward(batch) -> {"loss": tensor, **logs}`; `batch["clip"]` arrives as uint8
-    (B, T, H, W, 3) on the device and `device_augment` turns it into what `forward` reads. `after_step` runs
-    after each optimiser step (momentum encoders and the like). `backbone` is what evaluation and feature
-    extraction use.
-    """
-
+    name: str
     backbone: nn.Module
+    ddp_kwargs: dict = {}  # options for DistributedDataParallel (e.g. {"broadcast_buffers": False})
 
-    def device_augment(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+    def data_spec(self, data_cfg) -> DataSpec:
+        """What one item holds (vidssl/data/spec.py), from the run's `data:` section."""
+        raise NotImplementedError
+
+    def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
+        """Batched augmentation on the training device (no grad); draws come from `generator` only."""
         return batch
 
-    def after_step(self, step: int, max_steps: int) -> None:
-        pass
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups: dicts with "params" and optional "name", "lr_scale", "wd_scale", "static_lr"
+        (lr not scheduled), "lars_exclude". Default: one group of every trainable parameter."""
+        return [{"name": "all", "params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def schedules(self, max_steps: int) -> dict[str, Callable[[int], float]]:
+        """Named per-step values (0-based step -> value) beside lr and wd: EMA momentum, temperatures..."""
+        return {}
+
+    def before_optimizer_step(self, step: int, values: dict) -> None:
+        """Gradients are unscaled and clipped here (e.g. freeze a last layer by zeroing its gradient)."""
+
+    def after_optimizer_step(self, step: int, values: dict) -> None:
+        """After the weights moved (EMA teachers, prototype normalisation)."""
+
+    def eval_encoder(self) -> nn.Module:
+        """The backbone that evaluation and extraction use (a submodule of this method)."""
+        return self.backbone

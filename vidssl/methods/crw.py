@@ -2,6 +2,10 @@
 
 Nodes are image patches (a grid of jittered patches per frame, mean-pooled encoder maps -> Linear(512, 128)
 -> L2 norm) or, in dense mode, every location of the frame's feature map. The loss is `walk_loss`.
+
+Data: one clip of `data.clip_len` frames at `data.frame_rate` fps (or every `data.frame_skip`-th frame), each
+frame its own random resized crop (`data.crop_scale`, `data.crop_ratio`) to `data.img_size` px; `crop_scale:
+null` resizes whole frames instead.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidssl.data.augment import CRW_TRAIN_MEAN, CRW_TRAIN_STD, PatchGrid, WholeFrames
+from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.losses.walk import walk_loss
 from vidssl.methods.base import Method, register
 from vidssl.models.backbones import build_backbone
@@ -26,7 +31,7 @@ def mlp_head(in_dim: int, out_dim: int, depth: int = 0) -> nn.Sequential:
 
 @register("crw")
 class CRW(Method):
-    def __init__(self, backbone: str = "resnet18", backbone_kwargs: dict | None = None, embed_dim: int = 128,
+    def __init__(self, backbone: str = "crw_resnet18", backbone_kwargs: dict | None = None, embed_dim: int = 128,
                  head_depth: int = 0, temperature: float = 0.05, edge_dropout: float = 0.1,
                  feat_dropout: float = 0.0, skip_shortest: bool = True, order: str = "right",
                  nodes: str = "patches", patch_size: int = 64, patch_stride: int = 32,
@@ -43,6 +48,11 @@ class CRW(Method):
         self.skip_shortest, self.order, self.nodes, self.channels_last = skip_shortest, order, nodes, channels_last
         self.augment = (PatchGrid(patch_size, patch_stride, tuple(patch_jitter_scale), mean=mean, std=std)
                         if nodes == "patches" else WholeFrames(mean, std))
+
+    def data_spec(self, d) -> DataSpec:
+        crop = "per_frame" if d.crop_scale else "resize"
+        return DataSpec([ClipRequest("clip", d.clip_len, d.img_size, crop, tuple(d.crop_scale or (1, 1)),
+                                     tuple(d.crop_ratio), d.frame_rate, d.frame_skip)])
 
     def device_augment(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         return {**batch, "views": self.augment(batch["clip"], generator)}

@@ -1,3 +1,3 @@
-from vidssl.models.backbones import build_backbone, load_backbone_weights
+from vidssl.models.backbones import BACKBONES, Backbone, build_backbone, load_backbone_weights, register_backbone
 
-__all__ = ["build_backbone", "load_backbone_weights"]
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "load_backbone_weights", "register_backbone"]

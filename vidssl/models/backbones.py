@@ -1,125 +1,243 @@
-"""build_backbone(name) -> nn.Module with `out_channels` and `stride` (output stride in pixels).
+"""Backbones: `build_backbone(name, **kwargs)` -> a `Backbone`; every one follows the same protocol.
 
-2D backbones map (N, 3, H, W) -> (N, C, H/stride, W/stride); video backbones map (N, 3, T, H, W) ->
-(N, C, T', H', W').
+Protocol (class `Backbone`):
+- `out_channels`, `stride` (spatial output stride in pixels), `temporal_stride` (1 for 2D), `is_video`;
+- `spec = {"name": registry name, "kwargs": constructor kwargs}` (set by build_backbone), so that
+  `build_backbone(spec["name"], **spec["kwargs"])` rebuilds it (e.g. from an exported encoder.json);
+- `forward(x) = forward_dense(x)`: 2D (N, 3, H, W) -> (N, C, H/s, W/s); video (N, 3, T, H, W) -> (N, C, T', H', W');
+- `forward_global(x)` -> (N, C): CNNs average-pool the dense output over space (and time); ViTs give their
+  CLS token (timm's pooled output when the model has none);
+- `eval_kwargs()`: kwargs that, merged over the training kwargs, build the backbone whose dense output label
+  propagation (DAVIS, JHMDB) reads. Conventions:
+    * ResNets: layer3 at output stride 8 (the CRW / VFS protocol; 256 channels for ResNet-18/34);
+    * ViTs: the last block's (normed) patch tokens, i.e. the default output (DINO's video segmentation eval);
+    * 3D CNNs: "layer3" (spatial stride 8).
+  A backbone trained shallower than that is evaluated at its own last layer.
 
-- "resnet18", "resnet50": the CRW encoder (Jabri et al. 2020; ajabri/videowalk code/resnet.py): torchvision's
-  ResNet with every conv of layer3 and layer4 at stride 1 (output stride 8), reflect padding in every padded
-  conv (the reference's `scratch` model), no avgpool/fc. `remove_layers=("layer4",)` gives the evaluation
-  encoder (layer3, 256 channels for ResNet-18). Parameter names are torchvision's, so ImageNet state dicts load.
-- "timm:<model>": a timm model; ViTs give their patch tokens as a map (stride = patch size), CNNs their
-  stride-8 feature stage.
-- "r3d_18", "mc3_18", "r2plus1d_18", "s3d": torchvision video models without their pooling and classifier.
+Registered names:
+- "crw_resnet18/34/50": the CRW encoder (Jabri et al. 2020; ajabri/videowalk code/resnet.py): torchvision's
+  ResNet with every conv of layer3 and layer4 at stride 1 (output stride 8) and reflect padding in every padded
+  conv (the reference's `scratch` model). `remove_layers=("layer4",)` drops layer4 (layer3: 256 channels for
+  ResNet-18), `("layer3", "layer4")` both. Eval: layer4 removed.
+- "resnet18/34/50": torchvision's ResNet (zero padding, output stride 32) without avgpool/fc. `out_layer`
+  ("layer1".."layer4"): the last layer built; `stride8=True` puts layer3/layer4 convs at stride 1 (output
+  stride 8, same weights). Eval: {"out_layer": "layer3", "stride8": True}.
+- "timm:<model>" (`pretrained` defaults to False and is never recorded in `spec`): ViTs give their patch
+  tokens as a (ceil(H/p), ceil(W/p)) map (stride = patch size p; the input is zero-padded to whole patches),
+  CNNs their last feature stage at stride <= 8.
+- "r3d_18", "mc3_18", "r2plus1d_18", "s3d": torchvision video models (weights=None) without pooling and
+  classifier; other keywords go to the torchvision constructor. `out_layer`: "layer3" or "layer4" (default)
+  for the ResNets; for s3d "layer3" = features[:7] (through Mixed_3c, spatial stride 8), "layer4" =
+  features[:13] (through Mixed_4f, stride 16), "layer5" = all of `features` (Mixed_5c, stride 32, default).
+All names are torchvision's / timm's own, so their state dicts load with `load_backbone_weights`.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torchvision
 
 VIDEO_BACKBONES = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d")
+RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
+BACKBONES: dict[str, Callable[..., "Backbone"]] = {}
 
 
-class ResNetEncoder(nn.Module):
-    def __init__(self, depth: int = 18, stride8: bool = True, padding_mode: str = "reflect",
-                 remove_layers: tuple[str, ...] = ()):
+def register_backbone(name: str):
+    def deco(fn):
+        BACKBONES[name] = fn
+        return fn
+    return deco
+
+
+def build_backbone(name: str, **kwargs) -> "Backbone":
+    if name.startswith("timm:"):
+        net = TimmBackbone(name[len("timm:"):], **kwargs)
+    elif name in BACKBONES:
+        net = BACKBONES[name](**kwargs)
+    else:
+        raise ValueError(f"unknown backbone {name!r}: valid names are {', '.join(sorted(BACKBONES))} "
+                         f"or timm:<model>")
+    net.spec = {"name": name, "kwargs": {k: v for k, v in kwargs.items() if k != "pretrained"}}
+    return net
+
+
+class Backbone(nn.Module):
+    out_channels: int
+    stride: int
+    temporal_stride: int = 1
+    is_video: bool = False
+    spec: dict = None  # set by build_backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_dense(x)
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_global(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_dense(x).flatten(2).mean(-1)
+
+    def eval_kwargs(self) -> dict:
+        return {}
+
+
+class ResNet(Backbone):
+    """torchvision's ResNet-`depth` trunk up to `out_layer`, optionally at output stride 8 (see module doc)."""
+
+    def __init__(self, depth: int, out_layer: str = "layer4", stride8: bool = False, padding_mode: str = "zeros"):
         super().__init__()
-        net = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
-               50: torchvision.models.resnet50}[depth](weights=None)
+        if out_layer not in RESNET_LAYERS:
+            raise ValueError(f"out_layer must be one of {RESNET_LAYERS}, not {out_layer!r}")
+        net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        self.layers = RESNET_LAYERS[:RESNET_LAYERS.index(out_layer) + 1]
         if stride8:
-            for layer in (net.layer3, net.layer4):
-                for m in layer.modules():
-                    if isinstance(m, nn.Conv2d):
-                        m.stride = (1, 1)
+            for m in [*net.layer3.modules(), *net.layer4.modules()]:
+                if isinstance(m, nn.Conv2d):
+                    m.stride = (1, 1)
         if padding_mode != "zeros":
             for m in net.modules():
                 if isinstance(m, nn.Conv2d) and sum(m.padding) > 0:
                     m.padding_mode = padding_mode
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
-        self.layer1, self.layer2 = net.layer1, net.layer2
-        self.layer3 = None if "layer3" in remove_layers else net.layer3
-        self.layer4 = None if ("layer4" in remove_layers or self.layer3 is None) else net.layer4
-        last = [m for m in (net.layer1, net.layer2, self.layer3, self.layer4) if m is not None][-1]
-        block = last[-1]
-        self.out_channels = (block.bn3 if hasattr(block, "bn3") else block.bn2).num_features
-        extra = 0 if stride8 else (self.layer3 is not None) + (self.layer4 is not None)
-        self.stride = 8 * 2 ** extra
+        for name in self.layers:
+            setattr(self, name, getattr(net, name))
+        n = len(self.layers)
+        self.out_channels = (64 * 2 ** (n - 1)) * (4 if depth >= 50 else 1)
+        self.stride = min(2 ** (n + 1), 8) if stride8 else 2 ** (n + 1)
+        self.out_layer = out_layer
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer2(self.layer1(x))
-        if self.layer3 is not None:
-            x = self.layer3(x)
-        if self.layer4 is not None:
-            x = self.layer4(x)
+        for name in self.layers:
+            x = getattr(self, name)(x)
         return x
 
+    def eval_kwargs(self) -> dict:
+        return {"out_layer": min(self.out_layer, "layer3"), "stride8": True}
 
-class TimmBackbone(nn.Module):
+
+class CRWResNet(ResNet):
+    """The CRW stride-8, reflect-padded ResNet; `remove_layers` names the trailing layers left out."""
+
+    def __init__(self, depth: int, remove_layers=(), stride8: bool = True, padding_mode: str = "reflect"):
+        if set(remove_layers) - {"layer3", "layer4"}:
+            raise ValueError(f"remove_layers may hold layer3 and layer4, not {list(remove_layers)}")
+        out_layer = "layer2" if "layer3" in remove_layers else "layer3" if "layer4" in remove_layers else "layer4"
+        super().__init__(depth, out_layer, stride8, padding_mode)
+
+    def eval_kwargs(self) -> dict:
+        return {"remove_layers": ["layer3", "layer4"] if self.out_layer == "layer2" else ["layer4"]}
+
+
+for _depth in (18, 34, 50):
+    register_backbone(f"resnet{_depth}")(lambda d=_depth, **kw: ResNet(d, **kw))
+    register_backbone(f"crw_resnet{_depth}")(lambda d=_depth, **kw: CRWResNet(d, **kw))
+
+
+class TimmBackbone(Backbone):
     def __init__(self, name: str, pretrained: bool = False, **kwargs):
         super().__init__()
         import timm
 
-        probe = timm.create_model(name, pretrained=False, **kwargs)
+        try:  # a weightless probe, only for its structure
+            with torch.device("meta"):
+                probe = timm.create_model(name, **kwargs)
+        except Exception:
+            probe = timm.create_model(name, **kwargs)
         self.is_vit = hasattr(probe, "patch_embed") and hasattr(probe, "blocks")
-        del probe
         if self.is_vit:
-            self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, dynamic_img_size=True, **kwargs)
+            vit_kwargs = {"num_classes": 0, "dynamic_img_size": True, "dynamic_img_pad": True, **kwargs}
+            self.model = timm.create_model(name, pretrained=pretrained, **vit_kwargs)
             self.stride = self.model.patch_embed.patch_size[0]
             self.out_channels = self.model.num_features
             self.prefix = getattr(self.model, "num_prefix_tokens", 1)
+            self.has_cls = getattr(self.model, "cls_token", None) is not None
         else:
-            reductions = timm.create_model(name, features_only=True, **kwargs).feature_info.reduction()
-            index = max(i for i, r in enumerate(reductions) if r <= 8)
+            index = max(i for i, f in enumerate(probe.feature_info) if f["reduction"] <= 8)
             self.model = timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=(index,), **kwargs)
             self.stride = self.model.feature_info.reduction()[0]
             self.out_channels = self.model.feature_info.channels()[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         if not self.is_vit:
             return self.model(x)[0]
-        h, w = x.shape[-2] // self.stride, x.shape[-1] // self.stride
+        h, w = -(-x.shape[-2] // self.stride), -(-x.shape[-1] // self.stride)  # input padded to whole patches
         tokens = self.model.forward_features(x)[:, self.prefix:]
         return tokens.transpose(1, 2).reshape(x.shape[0], -1, h, w)
 
+    def forward_global(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.is_vit:
+            return super().forward_global(x)
+        tokens = self.model.forward_features(x)
+        return tokens[:, 0] if self.has_cls else self.model.forward_head(tokens, pre_logits=True)
 
-class VideoBackbone(nn.Module):
-    def __init__(self, name: str):
+
+# name -> {out_layer: (out_channels, spatial stride, temporal stride)}; checked by a measured forward in tests
+_VIDEO_LAYERS = {
+    "r3d_18": {"layer3": (256, 8, 4), "layer4": (512, 16, 8)},
+    "r2plus1d_18": {"layer3": (256, 8, 4), "layer4": (512, 16, 8)},
+    "mc3_18": {"layer3": (256, 8, 1), "layer4": (512, 16, 1)},
+    "s3d": {"layer3": (480, 8, 2), "layer4": (832, 16, 4), "layer5": (1024, 32, 8)},
+}
+_S3D_END = {"layer3": 7, "layer4": 13, "layer5": 16}  # features[:end]
+
+
+class VideoBackbone(Backbone):
+    is_video = True
+
+    def __init__(self, name: str, out_layer: str | None = None, **kwargs):
         super().__init__()
-        net = getattr(torchvision.models.video, name)(weights=None)
+        if {"weights", "progress"} & kwargs.keys():
+            raise ValueError(f"{name}: `weights`/`progress` are not accepted (nothing downloads); build it with "
+                             f"random init and load a local state dict with load_backbone_weights")
+        layers = _VIDEO_LAYERS[name]
+        out_layer = out_layer or list(layers)[-1]
+        if out_layer not in layers:
+            raise ValueError(f"{name}: out_layer must be one of {list(layers)}, not {out_layer!r}")
+        net = getattr(torchvision.models.video, name)(weights=None, **kwargs)
         if name == "s3d":
-            self.trunk, self.out_channels, self.stride = net.features, 1024, 32
+            self.features = net.features[:_S3D_END[out_layer]]
+            self.trunk = ["features"]
         else:
-            self.trunk = nn.Sequential(net.stem, net.layer1, net.layer2, net.layer3, net.layer4)
-            self.out_channels, self.stride = 512, 16
+            self.trunk = ["stem", *RESNET_LAYERS[:RESNET_LAYERS.index(out_layer) + 1]]
+            for part in self.trunk:
+                setattr(self, part, getattr(net, part))
+        self.out_layer = out_layer
+        self.out_channels, self.stride, self.temporal_stride = layers[out_layer]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        for part in self.trunk:
+            x = getattr(self, part)(x)
+        return x
+
+    def eval_kwargs(self) -> dict:
+        return {"out_layer": "layer3"}
 
 
-def build_backbone(name: str, **kwargs) -> nn.Module:
-    if name.startswith("timm:"):
-        return TimmBackbone(name[len("timm:"):], **kwargs)
-    if name in ("resnet18", "resnet34", "resnet50"):
-        return ResNetEncoder(depth=int(name[len("resnet"):]), **kwargs)
-    if name in VIDEO_BACKBONES:
-        return VideoBackbone(name, **kwargs)
-    raise ValueError(f"unknown backbone {name!r}: use resnet18, resnet34, resnet50, timm:<name>, "
-                     f"or one of {', '.join(VIDEO_BACKBONES)}")
+for _name in VIDEO_BACKBONES:
+    register_backbone(_name)(lambda n=_name, **kw: VideoBackbone(n, **kw))
 
 
 def load_backbone_weights(backbone: nn.Module, state: dict, strict_layers: bool = True) -> list[str]:
-    """Load a state dict into `backbone`, stripping wrapper prefixes ("module.", "encoder.", "backbone.",
-    "model."). Keys the backbone has no use for (fc, heads, removed layers) are ignored; returns the
-    backbone keys that were missing. Raises when nothing matches (a wrong file)."""
+    """Load a state dict into `backbone`, matching keys with wrapper prefixes ("module.", "encoder.",
+    "backbone.", "model.") stripped on both sides (so a raw timm state dict and an exported TimmBackbone,
+    whose keys start with "model.", both load). Keys the backbone has no use for (fc, heads, removed layers)
+    are ignored; returns the backbone keys that were missing. Raises when nothing matches (a wrong file)."""
     own = backbone.state_dict()
     prefixes = ("module.", "backbone.", "encoder.", "model.")
-    cleaned = {}
-    for k, v in state.items():
+
+    def strip(k: str) -> str:
         while k.startswith(prefixes):
             k = k.split(".", 1)[1]
-        cleaned[k] = v
-    matched = {k: v for k, v in cleaned.items() if k in own and own[k].shape == v.shape}
+        return k
+    own_key = {strip(k): k for k in own}
+    matched = {}
+    for k, v in state.items():
+        k = own_key.get(strip(k))
+        if k is not None and own[k].shape == v.shape:
+            matched[k] = v
     if not matched:
         raise ValueError("no parameter of the state dict matches the backbone (wrong architecture or file?)")
     backbone.load_state_dict(matched, strict=False)

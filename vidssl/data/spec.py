@@ -1,0 +1,80 @@
+"""What a method asks of the data: named clip requests, sampled together from one open video.
+
+A method returns a `DataSpec` from `Method.data_spec(data_cfg)`. Each `ClipRequest` becomes one entry of the
+sample (and, stacked, of the batch) under its name:
+
+- `length` frames at `frame_rate` fps (or every `frame_skip`-th frame), optionally sped up by a factor drawn from
+  `rate_choices` (its index is the label `<name>_rate`);
+- `count` independent draws stacked on a leading axis (rho clips: (count, T, H, W, 3)); count 1 keeps (T, H, W, 3);
+- placement: "independent" (start uniform over the video), or relative to an earlier request `anchor`:
+  "overlap" (shares a fraction drawn from `overlap_choices` of its frames with the anchor, before or after it;
+  label `<name>_overlap`), "gap" (starts `gap` clip steps after the anchor ends), "same" (the anchor's start);
+- a crop policy applied in the workers (`vidssl.data.augment.FrameCrop`): per_frame | per_clip | square | resize;
+- `<name>_index` always holds the source frame indices (int64, (count,) T), for labels and side data.
+
+`DataSpec.transform(sample, generator)` runs in the DataLoader workers after sampling (label generators, side
+data); it must be picklable (a module-level function or a small object, never a bound method of the model).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+PLACEMENTS = ("independent", "overlap", "gap", "same")
+CROPS = ("per_frame", "per_clip", "square", "resize")
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    name: str
+    length: int = 1
+    size: int = 256
+    crop: str = "per_frame"
+    crop_scale: tuple = (0.8, 0.95)
+    crop_ratio: tuple = (0.7, 1.3)
+    frame_rate: Optional[float] = None
+    frame_skip: Optional[int] = None
+    rate_choices: tuple = ()
+    count: int = 1
+    placement: str = "independent"
+    anchor: Optional[str] = None
+    overlap_choices: tuple = ()
+    gap: int = 0
+
+    def __post_init__(self):
+        where = f"clip request {self.name!r}"
+        if self.length < 1:
+            raise ValueError(f"{where}: length must be >= 1 (data.clip_len?), got {self.length}")
+        if self.size < 1 or self.count < 1:
+            raise ValueError(f"{where}: size and count must be >= 1")
+        if self.crop not in CROPS:
+            raise ValueError(f"{where}: crop must be one of {', '.join(CROPS)}, not {self.crop!r}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"{where}: placement must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
+        if (self.placement == "independent") != (self.anchor is None):
+            raise ValueError(f"{where}: placement {self.placement!r} needs {'an' if self.anchor is None else 'no'} anchor")
+        if self.placement == "overlap" and not self.overlap_choices:
+            raise ValueError(f"{where}: placement 'overlap' needs overlap_choices (fractions in [0, 1])")
+        if any(not 0 <= r <= 1 for r in self.overlap_choices):
+            raise ValueError(f"{where}: overlap_choices must lie in [0, 1]")
+        if self.anchor is not None and self.count != 1:
+            raise ValueError(f"{where}: a placed request has count 1")
+
+
+@dataclass
+class DataSpec:
+    requests: Sequence[ClipRequest]
+    transform: Optional[Callable] = None  # (sample dict, torch.Generator) -> sample dict, in the workers
+
+    def __post_init__(self):
+        names = [r.name for r in self.requests]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"a data spec needs requests with distinct names, got {names}")
+        for i, r in enumerate(self.requests):
+            if r.anchor is not None and r.anchor not in names[:i]:
+                raise ValueError(f"clip request {r.name!r}: anchor {r.anchor!r} must be an earlier request")
+
+    @property
+    def min_frames(self) -> int:
+        """Fewest source frames a video needs at one frame per step (placements may need more)."""
+        return max(r.length for r in self.requests)

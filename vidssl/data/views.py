@@ -1,0 +1,239 @@
+"""Batched multi-view augmentation on the training device (the SimCLR/BYOL family of image views).
+
+One implementation, `augment_clip_views`, augments uint8 clips (N, T, H, W, 3) with one random draw per clip,
+applied identically to its T frames (temporally consistent views, as the rho-clip recipes of SlowFast's
+projects/contrastive_ssl: each clip its own augmentation, the same over its frames); `augment_views` is the
+T = 1 case for single images. Every random number is drawn on the CPU from the `torch.Generator` passed in
+(`draw_view_params`), then moved to the data's device, so a resumed run replays exactly and nothing reads the
+device back: which samples an op touches is known on the host, so each op runs on that subset only (gathered
+and scattered with index_select / index_copy_) and never on the whole batch behind a mask.
+
+Pipeline, on float values in [0, 1] (torchvision's order, as solo-learn and lightly compose it):
+random resized crop (`sample_rrc_boxes` + one `roi_align` call) -> horizontal flip -> colour jitter (with
+probability `jitter_p`) -> grayscale -> Gaussian blur -> solarize -> normalise with mean/std.
+
+Colour jitter follows torchvision's ColorJitter semantics, through kornia's batched functional ops with one
+factor per sample (kornia's plain `adjust_brightness/contrast/saturation` use other conventions, see below):
+
+- brightness: image * f, f ~ U(max(0, 1 - b), 1 + b), clamped to [0, 1]
+  (kornia `adjust_brightness_accumulative`; kornia's `adjust_brightness` *adds* f);
+- contrast: f * image + (1 - f) * mean(grayscale(image)), f ~ U(max(0, 1 - c), 1 + c), clamped
+  (kornia `adjust_contrast_with_mean_subtraction`; kornia's `adjust_contrast` only multiplies);
+- saturation: f * image + (1 - f) * grayscale(image), f ~ U(max(0, 1 - s), 1 + s), clamped
+  (kornia `adjust_saturation_with_gray_subtraction`; kornia's `adjust_saturation` scales HSV saturation,
+  whose zero is max(R, G, B), not the luma);
+- hue: shift of the HSV hue by f turns, f ~ U(-h, h) (torchvision's unit, in [-0.5, 0.5]); kornia's
+  `adjust_hue` takes radians, so it gets 2 pi f.
+
+The four ops run in one random order per call (per batch), drawn from the generator; torchvision's
+ColorJitter (and so solo-learn/lightly) draws the order per image, as does the official BYOL code.
+The luma inside kornia's contrast/saturation uses BT.601 weights (0.299, 0.587, 0.114); torchvision and
+`to_grayscale` here use (0.2989, 0.587, 0.114): a difference below 1e-4 on [0, 1] values.
+
+Differences from the official BYOL code (deepmind-research byol/utils/augmentations.py, TF conventions), kept
+on purpose because solo-learn, lightly and most PyTorch reproductions use torchvision's: there brightness adds
+a delta ~ U(-0.4, 0.4), contrast blends each channel with its own mean, saturation scales HSV saturation, and
+the blur pads with zeros ('SAME'); here the blur pads by reflection (torchvision's GaussianBlur, kornia's
+default). Crops are bilinear (roi_align, aligned=True) with roi_align's adaptive sampling grid: several
+bilinear samples per output pixel when the crop shrinks (a box prefilter, close to an antialiased resize),
+plain bilinear interpolation when it enlarges.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import kornia
+import torch
+from torchvision.ops import roi_align
+
+from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, sample_rrc_boxes
+
+__all__ = ["ViewRecipe", "ViewParams", "BYOL_VIEWS", "augment_views", "augment_clip_views", "draw_view_params",
+           "apply_view_params", "blur_kernel_size", "adjust_brightness", "adjust_contrast", "adjust_saturation",
+           "adjust_hue", "to_grayscale", "gaussian_blur", "solarize"]
+
+# torchvision's rgb_to_grayscale and the official BYOL code (ITU-R 601-2 luma, as TF rounds it).
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class ViewRecipe:
+    """One view's augmentation. Probabilities are per sample (per clip for clips); `size` is the output side;
+    the blur kernel follows from it (`blur_kernel_size`)."""
+    size: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    blur_p: float = 1.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+# BYOL's asymmetric pair: Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020, Appendix B (Image
+# augmentations), Table 6: crop 224 px with scale 0.08-1, flip 0.5, colour jitter 0.8 with brightness 0.4,
+# contrast 0.4, saturation 0.2, hue 0.1, grayscale 0.2, blur 1.0 / 0.1 (sigma 0.1-2.0, kernel 10% of the side),
+# solarize 0.0 / 0.2. Checked against the official augment_config (deepmind-research byol/utils/augmentations.py)
+# and solo-learn's scripts/pretrain/imagenet/augmentations/asymmetric.yaml, which agree.
+BYOL_VIEWS = (
+    ViewRecipe(size=224, blur_p=1.0, solarize_p=0.0),
+    ViewRecipe(size=224, blur_p=0.1, solarize_p=0.2),
+)
+
+
+def blur_kernel_size(size: int) -> int:
+    """The official BYOL kernel: side / 10, made odd as 2 * int(side / 20) + 1 (23 px at 224, 11 at 112)."""
+    return 2 * int(size / 20) + 1
+
+
+# --- single ops on float (B, 3, H, W) in [0, 1], one factor per sample ------------------------------------------
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_brightness: x * factor, clamped to [0, 1]."""
+    return kornia.enhance.adjust_brightness_accumulative(x, factor)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_contrast: blend with the mean of the image's grayscale, clamped."""
+    return kornia.enhance.adjust_contrast_with_mean_subtraction(x, factor)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_saturation: blend with the grayscale image, clamped."""
+    return kornia.enhance.adjust_saturation_with_gray_subtraction(x, factor)
+
+
+def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_hue: HSV hue shifted by `factor` turns (in [-0.5, 0.5])."""
+    return kornia.enhance.adjust_hue(x, factor * (2 * math.pi))
+
+
+def to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's rgb_to_grayscale(x, 3): the luma in all three channels."""
+    r, g, b = x.unbind(dim=-3)
+    luma = GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b
+    return luma.unsqueeze(-3).expand_as(x)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per sample (CPU tensor (B,)), reflection padding."""
+    return kornia.filters.gaussian_blur2d(x, kernel_size, sigma[:, None].expand(-1, 2), border_type="reflect")
+
+
+def solarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Values >= threshold become 1 - value (torchvision's solarize, the official BYOL rule)."""
+    return torch.where(x >= threshold, 1.0 - x, x)
+
+
+_JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+# --- random parameters -----------------------------------------------------------------------------------------
+
+@dataclass
+class ViewParams:
+    """One draw for n samples, all on the CPU. boxes (n, 4) int64 (top, left, h, w); masks (n,) bool;
+    factors (n, 4): brightness, contrast, saturation, hue; sigma (n,); order (4,) indexes `factors`' columns."""
+    boxes: torch.Tensor
+    flip: torch.Tensor
+    jitter: torch.Tensor
+    factors: torch.Tensor
+    order: torch.Tensor
+    gray: torch.Tensor
+    blur: torch.Tensor
+    sigma: torch.Tensor
+    solarize: torch.Tensor
+
+
+def _uniform(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * u
+
+
+def draw_view_params(recipe: ViewRecipe, n: int, height: int, width: int,
+                     generator: torch.Generator | None) -> ViewParams:
+    """Draw everything for n samples from `generator` (CPU). The same numbers are consumed whatever the
+    probabilities, so changing one probability does not shift the other draws."""
+    boxes = sample_rrc_boxes(height, width, n, recipe.scale, recipe.ratio, generator)
+    u = torch.rand(n, 10, generator=generator)
+    order = torch.randperm(4, generator=generator)
+    b, c, s, h = recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue
+    factors = torch.stack([_uniform(u[:, 2], max(0.0, 1 - b), 1 + b), _uniform(u[:, 3], max(0.0, 1 - c), 1 + c),
+                           _uniform(u[:, 4], max(0.0, 1 - s), 1 + s), _uniform(u[:, 5], -h, h)], dim=1)
+    return ViewParams(boxes=boxes, flip=u[:, 0] < recipe.flip_p, jitter=u[:, 1] < recipe.jitter_p,
+                      factors=factors, order=order, gray=u[:, 6] < recipe.grayscale_p, blur=u[:, 7] < recipe.blur_p,
+                      sigma=_uniform(u[:, 8], *recipe.blur_sigma), solarize=u[:, 9] < recipe.solarize_p)
+
+
+# --- application -----------------------------------------------------------------------------------------------
+
+def _apply_to(x: torch.Tensor, mask: torch.Tensor, T: int, fn) -> torch.Tensor:
+    """Run fn(frames, clip_idx) on the frames of the clips where the CPU `mask` (N,) is set, in place.
+    `clip_idx` (CPU, one per selected frame) picks each frame's parameters."""
+    clips = mask.nonzero().flatten()
+    if clips.numel() == 0:
+        return x
+    if clips.numel() == mask.numel():
+        return fn(x, torch.arange(mask.numel()).repeat_interleave(T))
+    frames = (clips[:, None] * T + torch.arange(T)).flatten()
+    frames_dev = frames.to(x.device)
+    out = fn(x.index_select(0, frames_dev), clips.repeat_interleave(T))
+    return x.index_copy_(0, frames_dev, out)
+
+
+def apply_view_params(clips: torch.Tensor, params: ViewParams, recipe: ViewRecipe) -> torch.Tensor:
+    """uint8 (N, T, H, W, 3) + one draw per clip -> float (N, T, 3, size, size), normalised."""
+    N, T, H, W, _ = clips.shape
+    dev, size = clips.device, recipe.size
+    x = clips.reshape(N * T, H, W, 3).permute(0, 3, 1, 2).float().div_(255.0)
+
+    # random resized crop: one roi_align call, box (x1, y1, x2, y2) in pixel edges (aligned=True)
+    top, left, h, w = params.boxes.repeat_interleave(T, dim=0).unbind(1)
+    rois = torch.stack([torch.arange(N * T), left, top, left + w, top + h], dim=1).float()
+    x = roi_align(x, rois.to(dev), output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+    x = _apply_to(x, params.flip, T, lambda v, i: v.flip(-1))
+
+    ops = [(_JITTER_OPS[k], k) for k in params.order.tolist()
+           if (recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue)[k] > 0]
+
+    def jitter(v, i):
+        f = params.factors[i].to(dev)
+        for op, k in ops:
+            v = op(v, f[:, k])
+        return v
+
+    if ops:
+        x = _apply_to(x, params.jitter, T, jitter)
+    x = _apply_to(x, params.gray, T, lambda v, i: to_grayscale(v).contiguous())
+    k = blur_kernel_size(size)
+    if k > 1:
+        x = _apply_to(x, params.blur, T, lambda v, i: gaussian_blur(v, params.sigma[i], k))
+    x = _apply_to(x, params.solarize, T, lambda v, i: solarize(v))
+
+    mean = torch.tensor(recipe.mean, dtype=x.dtype).view(3, 1, 1).to(dev)
+    std = torch.tensor(recipe.std, dtype=x.dtype).view(3, 1, 1).to(dev)
+    return ((x - mean) / std).view(N, T, 3, size, size)
+
+
+def augment_clip_views(clips: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator | None) -> torch.Tensor:
+    """uint8 clips (N, T, H, W, 3) on any device -> float (N, T, 3, size, size), normalised; one augmentation
+    per clip, identical for all its frames; random numbers from the CPU `generator`."""
+    if clips.ndim != 5 or clips.shape[-1] != 3:
+        raise ValueError(f"expected uint8 clips (N, T, H, W, 3), got {tuple(clips.shape)}")
+    N, _, H, W, _ = clips.shape
+    return apply_view_params(clips, draw_view_params(recipe, N, H, W, generator), recipe)
+
+
+def augment_views(images: torch.Tensor, recipe: ViewRecipe, generator: torch.Generator | None) -> torch.Tensor:
+    """uint8 images (N, H, W, 3) -> float (N, 3, size, size), normalised: `augment_clip_views` with T = 1."""
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images (N, H, W, 3), got {tuple(images.shape)}")
+    return augment_clip_views(images[:, None], recipe, generator)[:, 0]

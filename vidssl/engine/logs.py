@@ -1,0 +1,55 @@
+"""What a run writes beside its checkpoint: metrics.jsonl + TensorBoard (main process) and bad_videos.tsv."""
+from __future__ import annotations
+
+import json
+import os
+
+
+class MetricsLog:
+    """metrics.jsonl (one JSON object per logged step) and TensorBoard, on the main process only."""
+
+    def __init__(self, out: str, resume_step: int, tensorboard: bool):
+        self.path = os.path.join(out, "metrics.jsonl")
+        if os.path.exists(self.path):  # drop lines a killed run wrote after its last checkpoint
+            with open(self.path) as f:
+                kept = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            with open(self.path, "w") as f:
+                f.writelines(kept)
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(os.path.join(out, "tb"), purge_step=resume_step + 1)
+            except ImportError:
+                print("tensorboard is not installed; logging to metrics.jsonl only")
+
+    def write(self, step: int, values: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class BadVideoLog:
+    """bad_videos.tsv (bad_videos.rankN.tsv under torchrun): each unusable video once, with the reason."""
+
+    def __init__(self, out: str, rank: int, world_size: int):
+        self.path = os.path.join(out, "bad_videos.tsv" if world_size == 1 else f"bad_videos.rank{rank}.tsv")
+        self.seen: set[str] = set()
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.seen = {ln.rstrip("\n") for ln in f}
+
+    def add(self, lines: list[str]) -> list[str]:
+        """Record the lines not seen before; returns them."""
+        new = [p for p in dict.fromkeys(lines) if p not in self.seen]
+        if new:
+            self.seen.update(new)
+            with open(self.path, "a") as f:
+                f.writelines(p + "\n" for p in new)
+        return new

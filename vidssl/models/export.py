@@ -1,0 +1,122 @@
+"""Exported encoders: `encoder.safetensors` (the backbone's tensors) + `encoder.json` (how to rebuild it).
+
+encoder.json = {"format": 1, "backbone": registry name, "kwargs": its training kwargs, "eval_kwargs": what
+evaluation adds to read its dense features (e.g. layer3 at stride 8), "source": where it came from (method,
+step, run)}. Evaluation and extraction rebuild the backbone from these two files alone: no method code, no
+pickle. `read_encoder` also accepts a run folder or a full training checkpoint (read with weights_only=True);
+checkpoints written before the export existed (format 1 of the trainer) name the CRW encoder "resnet18",
+which today is torchvision's ResNet: they are mapped to "crw_resnet18".
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.nn as nn
+
+from vidssl.models.backbones import build_backbone, load_backbone_weights
+
+WEIGHTS, META, CHECKPOINT = "encoder.safetensors", "encoder.json", "checkpoint.pt"
+FORMAT = 1
+_LEGACY_NAMES = {"resnet18": "crw_resnet18", "resnet34": "crw_resnet34", "resnet50": "crw_resnet50"}
+
+
+def encoder_meta(backbone: nn.Module, source: dict) -> dict:
+    return {"format": FORMAT, "backbone": backbone.spec["name"], "kwargs": backbone.spec["kwargs"],
+            "eval_kwargs": backbone.eval_kwargs(), "source": source}
+
+
+def _atomic_write(path: str, write) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def export_encoder(backbone: nn.Module, folder: str, source: dict) -> str:
+    """Write encoder.safetensors then encoder.json (each atomically) into `folder`; returns the json path."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
+    _atomic_write(os.path.join(folder, WEIGHTS), lambda p: save_file(state, p, metadata={"format": str(FORMAT)}))
+    meta = encoder_meta(backbone, source)
+
+    def write_json(p):
+        with open(p, "w") as f:
+            json.dump(meta, f, indent=1)
+    _atomic_write(os.path.join(folder, META), write_json)
+    return os.path.join(folder, META)
+
+
+def load_state_file(path: str) -> dict:
+    """Tensors from a .safetensors file or a torch file of plain data (never unpickling code)."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except Exception as e:
+            raise ValueError(f"{path} is not a readable safetensors file ({e})") from e
+    from vidssl.engine.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)
+
+
+def _from_checkpoint(path: str) -> tuple[dict, dict]:
+    ckpt = load_state_file(path)
+    if "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path} is not a vidssl training checkpoint (no 'model'/'config'); for a plain state "
+                         f"dict use --backbone NAME --weights {path}")
+    if "encoder" in ckpt:
+        meta, prefix = ckpt["encoder"], ckpt["encoder_prefix"]
+    else:  # written before encoders were exported: a CRW run
+        m = ckpt["config"]["method"]
+        name = m.get("backbone", "resnet18")
+        meta = {"format": 0, "backbone": _LEGACY_NAMES.get(name, name), "kwargs": m.get("backbone_kwargs") or {},
+                "eval_kwargs": None, "source": {"method": m.get("name"), "step": ckpt.get("step")}}
+        prefix = "backbone."
+    state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    meta = {**meta, "source": {**meta.get("source", {}), "checkpoint": path}}
+    return meta, state
+
+
+def resolve_encoder_path(path: str) -> str:
+    """A run folder -> its encoder.json (or checkpoint.pt); a .safetensors -> the encoder.json beside it."""
+    if os.path.isdir(path):
+        for name in (META, CHECKPOINT):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise FileNotFoundError(f"{path} holds neither {META} nor {CHECKPOINT}")
+    if path.endswith(".safetensors"):
+        meta = os.path.join(os.path.dirname(path), META)
+        if not os.path.isfile(meta):
+            raise FileNotFoundError(f"{path}: {META} is not beside it (it says which backbone these weights are)")
+        return meta
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    return path
+
+
+def read_encoder(path: str, dense: bool = True) -> tuple[nn.Module, dict]:
+    """(backbone in eval mode, meta) from a run folder, encoder.json/.safetensors or a training checkpoint.
+    `dense`: build it as evaluation reads dense maps (meta's eval_kwargs); else as trained (global features)."""
+    path = resolve_encoder_path(path)
+    if path.endswith(".json"):
+        with open(path) as f:
+            meta = json.load(f)
+        state = load_state_file(os.path.join(os.path.dirname(path), WEIGHTS))
+    else:
+        meta, state = _from_checkpoint(path)
+    kwargs = dict(meta["kwargs"])
+    backbone = build_backbone(meta["backbone"], **kwargs)
+    if dense:
+        eval_kwargs = meta["eval_kwargs"] if meta["eval_kwargs"] is not None else backbone.eval_kwargs()
+        backbone = build_backbone(meta["backbone"], **{**kwargs, **eval_kwargs})
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: non-finite values in {len(bad)} tensor(s), e.g. {bad[0]}; this encoder "
+                         f"diverged (use an earlier checkpoint)")
+    missing = load_backbone_weights(backbone, state)
+    if missing:
+        raise ValueError(f"{path}: the weights do not cover the {meta['backbone']} backbone (missing e.g. {missing[:3]})")
+    return backbone.eval(), meta
