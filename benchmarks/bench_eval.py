@@ -44,7 +44,7 @@ def main() -> None:
     p.add_argument("--davis-root", default=SHARED)
     p.add_argument("--sequences", help="comma-separated subset (default: all)")
     p.add_argument("--copies", type=int, default=1, help="evaluate every sequence this many times")
-    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--backbone", default="crw_resnet18")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     if not os.path.isdir(os.path.join(args.davis_root, "JPEGImages")):

@@ -33,7 +33,9 @@ def test_requests_read_the_frames_their_indices_name(tmp_path):
         assert frame_ids(sample[name]) == sample[f"{name}_index"].tolist()
     idx = sample["clip_index"].tolist()
     assert [b - a for a, b in zip(idx, idx[1:])] == [2, 2, 2]
-    assert sample["video"] == 0 and sample["skipped"] == []
+    assert sample["video"] == 0 and sample["skipped"] == [] and sample["path"] == video
+    assert sample["clip_box"].shape == (4, 4) and sample["rho_box"].shape == (2, 3, 4)
+    assert sample["rho_box"][0, :, 2:].tolist() == [[24, 24]] * 3  # "square": the largest square of 24 x 40
 
 
 def test_seeded_items_are_reproducible_and_differ_by_seed(tmp_path):

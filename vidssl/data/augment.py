@@ -93,11 +93,15 @@ class FrameCrop:
         raise ValueError(f"unknown crop policy {self.policy!r}")
 
     def __call__(self, clip: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.crop(clip, generator)[0]
+
+    def crop(self, clip: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cropped clip, the (T, 4) boxes it was cut from)."""
         frames = clip.numpy()
         boxes = self.boxes(*frames.shape[:3], generator)
         out = [resize_frame(f[t:t + h, l:l + w], (self.size, self.size))
                for f, (t, l, h, w) in zip(frames, boxes.tolist())]
-        return torch.from_numpy(np.stack(out))
+        return torch.from_numpy(np.stack(out)), boxes
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:

@@ -50,8 +50,10 @@ class VideoDataset(torch.utils.data.Dataset):
     Index with an int or with (index, seed) from StepBatchSampler; with a seed every random choice is
     reproducible. Each video contributes `clips_per_video` items per epoch (the CRW reference draws 5 random
     clips per Kinetics video). All requests of an item come from one open reader. Returns the requests' uint8
-    tensors, their `<name>_index` frame indices and labels, "video" (index) and "skipped" (videos that failed
-    to decode or are too short for the plan, as "path\treason" lines, replaced by the next video).
+    tensors, their `<name>_index` frame indices, `<name>_box` crop boxes (top, left, h, w in source pixels, so
+    side data such as precomputed flow can be cropped alike) and labels, "path" and "video" (index), and
+    "skipped" (videos that failed to decode or are too short for the plan, as "path\treason" lines, replaced
+    by the next video).
     """
 
     def __init__(self, sources: list[str], spec: DataSpec, clips_per_video: int = 1, backend: str = "auto",
@@ -98,19 +100,23 @@ class VideoDataset(torch.utils.data.Dataset):
         sample, placed = {}, {}
         with open_video(self.sources[video], backend=self.backend, fps=self.folder_fps) as reader:
             for req in self.spec.requests:
-                clips, indices = [], []
+                clips, indices, boxes = [], [], []
                 for _ in range(req.count):
                     start, step, labels = self._place(req, reader, rng, placed)
                     placed.setdefault(req.name, (start, step))
                     idx = clip_indices(reader.num_frames, req.length, step, start)
                     clip = reader.get_frames(idx)
                     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-                    clips.append(self.crops[req.name](clip, g))
+                    clip, box = self.crops[req.name].crop(clip, g)
+                    clips.append(clip)
+                    boxes.append(box)
                     indices.append(idx)
                     sample.update(labels)
                 one = req.count == 1
                 sample[req.name] = clips[0] if one else torch.stack(clips)
                 sample[f"{req.name}_index"] = torch.tensor(indices[0] if one else indices)
+                sample[f"{req.name}_box"] = boxes[0].contiguous() if one else torch.stack(boxes)
+        sample["path"] = self.sources[video]
         return sample
 
     def __getitem__(self, item) -> dict:

@@ -10,10 +10,12 @@ sample (and, stacked, of the batch) under its name:
   "overlap" (shares a fraction drawn from `overlap_choices` of its frames with the anchor, before or after it;
   label `<name>_overlap`), "gap" (starts `gap` clip steps after the anchor ends), "same" (the anchor's start);
 - a crop policy applied in the workers (`vidssl.data.augment.FrameCrop`): per_frame | per_clip | square | resize;
-- `<name>_index` always holds the source frame indices (int64, (count,) T), for labels and side data.
+- `<name>_index` holds the source frame indices (int64, (count,) T) and `<name>_box` the crop boxes ((count,)
+  T, 4: top, left, h, w in source pixels); the sample also holds the video's "path".
 
-`DataSpec.transform(sample, generator)` runs in the DataLoader workers after sampling (label generators, side
-data); it must be picklable (a module-level function or a small object, never a bound method of the model).
+`DataSpec.transform(sample, generator)` runs in the DataLoader workers after sampling: label generators and
+side data (precomputed flow or motion vectors read by path and frame indices and cropped with the boxes,
+I-frames). It must be picklable (a module-level function or a small object, never a bound method of the model).
 """
 from __future__ import annotations
 

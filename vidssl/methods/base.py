@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from vidssl.data.spec import DataSpec
+from vidssl.engine.lars import exclude_bias_and_norm
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -38,6 +39,14 @@ def register(name: str):
         return cls
 
     return deco
+
+
+def decay_groups(module: nn.Module) -> list[dict]:
+    """Two parameter groups: weights, and biases + normalisation parameters without weight decay or LARS
+    adaptation (the split of the official BYOL / SimCLR / Barlow Twins codes)."""
+    regular, excluded = exclude_bias_and_norm(module.named_parameters())
+    return [{"name": "weights", "params": regular},
+            {"name": "biases_and_norms", "params": excluded, "wd_scale": 0.0, "lars_exclude": True}]
 
 
 def build_method(name: str, **kwargs) -> "Method":

@@ -22,18 +22,10 @@ from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import BYOL_VIEWS, ViewRecipe, augment_views
 from vidssl.engine.schedules import cosine_ramp
 from vidssl.losses.byol import byol_loss
-from vidssl.methods.base import Method, register
+from vidssl.methods.base import Method, decay_groups, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import byol_predictor, byol_projector
-
-
-def decay_groups(module: nn.Module) -> list[dict]:
-    """Weights, and biases + norm parameters without weight decay or LARS adaptation (official BYOL)."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    return [{"name": "weights", "params": [p for p in params if p.ndim > 1]},
-            {"name": "biases_and_norms", "params": [p for p in params if p.ndim <= 1], "wd_scale": 0.0,
-             "lars_exclude": True}]
 
 
 @register("byol")
