@@ -75,8 +75,3 @@ class DataSpec:
         for i, r in enumerate(self.requests):
             if r.anchor is not None and r.anchor not in names[:i]:
                 raise ValueError(f"clip request {r.name!r}: anchor {r.anchor!r} must be an earlier request")
-
-    @property
-    def min_frames(self) -> int:
-        """Fewest source frames a video needs at one frame per step (placements may need more)."""
-        return max(r.length for r in self.requests)

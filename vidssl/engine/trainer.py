@@ -156,7 +156,11 @@ class Trainer:
             self.step = previous["step"]
         self.model = wrap_distributed(self.method, cfg, self.rt)
         encoder = self.method.eval_encoder()
-        self.encoder_prefix = next(n + "." for n, m in self.method.named_modules() if m is encoder)
+        names = [n for n, m in self.method.named_modules() if m is encoder and n]
+        if not names or not hasattr(encoder, "spec"):
+            raise ValueError(f"method {self.method.name!r}: eval_encoder() must return one of its submodules built "
+                             f"by vidssl.models.build_backbone (evaluation rebuilds it from its spec)")
+        self.encoder_prefix = names[0] + "."
 
     def values(self, step: int) -> dict[str, float]:
         """This (0-based) step's lr, wd and method schedules."""

@@ -107,16 +107,15 @@ def read_encoder(path: str, dense: bool = True) -> tuple[nn.Module, dict]:
         state = load_state_file(os.path.join(os.path.dirname(path), WEIGHTS))
     else:
         meta, state = _from_checkpoint(path)
-    kwargs = dict(meta["kwargs"])
-    backbone = build_backbone(meta["backbone"], **kwargs)
-    if dense:
-        eval_kwargs = meta["eval_kwargs"] if meta["eval_kwargs"] is not None else backbone.eval_kwargs()
-        backbone = build_backbone(meta["backbone"], **{**kwargs, **eval_kwargs})
+    name, kwargs, eval_kwargs = meta["backbone"], dict(meta["kwargs"]), meta["eval_kwargs"]
+    if dense and eval_kwargs is None:  # a checkpoint from before the export: ask the backbone
+        eval_kwargs = build_backbone(name, **kwargs).eval_kwargs()
+    backbone = build_backbone(name, **{**kwargs, **(eval_kwargs if dense else {})})
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"{path}: non-finite values in {len(bad)} tensor(s), e.g. {bad[0]}; this encoder "
                          f"diverged (use an earlier checkpoint)")
     missing = load_backbone_weights(backbone, state)
     if missing:
-        raise ValueError(f"{path}: the weights do not cover the {meta['backbone']} backbone (missing e.g. {missing[:3]})")
+        raise ValueError(f"{path}: the weights do not cover the {name} backbone (missing e.g. {missing[:3]})")
     return backbone.eval(), meta
