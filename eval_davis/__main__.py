@@ -49,8 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_options(parser: argparse.ArgumentParser, args) -> None:
+    """Options that make no sense are errors, not a J&F of 0."""
+    if args.temperature <= 0:
+        parser.error(f"--temperature must be > 0, got {args.temperature}")
+    for name in ("topk", "clip_len"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.n_context < 0:
+        parser.error(f"--n-context must be >= 0, got {args.n_context}")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_options(parser, args)
     from vidssl.eval.encoder import load_encoder
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)

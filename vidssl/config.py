@@ -122,11 +122,32 @@ def _coerce(value: Any, hint, key: str):
         hint = next(a for a in args if a is not type(None))
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML reads 3e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"config {key} must be a number, got {value!r}") from None
     if hint in (int, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ValueError(f"config {key} must be {hint.__name__}, got {value!r}")
     if hint in (list, dict) and not isinstance(value, hint):
         raise ValueError(f"config {key} must be a {hint.__name__}, got {value!r}")
     return value
+
+
+# keys that must be at least 1 (checked on load, so a bad value fails before anything runs)
+POSITIVE = ("trainer.max_steps", "trainer.batch_size", "trainer.log_every", "trainer.ckpt_every",
+            "data.clip_len", "data.img_size", "data.clips_per_video")
+
+
+def validate(cfg: "TrainConfig") -> "TrainConfig":
+    for key in POSITIVE:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value < 1:
+            raise ValueError(f"config {key} must be >= 1, got {value}")
+    if cfg.optim.lr <= 0:
+        raise ValueError(f"config optim.lr must be > 0, got {cfg.optim.lr}")
+    return cfg
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -137,7 +158,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
         if not isinstance(tree, dict):
             raise ValueError(f"{path}: a config must be a mapping")
     apply_overrides(tree, overrides or [])
-    return _build(TrainConfig, tree, "")
+    return validate(_build(TrainConfig, tree, ""))
 
 
 def to_dict(cfg) -> dict:

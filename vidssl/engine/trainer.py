@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -80,11 +81,11 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
 def previous_run(cfg: TrainConfig, rt: Runtime) -> dict | None:
     """The checkpoint to resume from, or None for a fresh run; refuses to overwrite or mix runs silently."""
     path = os.path.join(cfg.out, CHECKPOINT)
+    if cfg.trainer.overwrite and not cfg.trainer.resume:
+        clear_run(cfg.out, rt)
     if not os.path.exists(path):
         return None
     if not cfg.trainer.resume:
-        if cfg.trainer.overwrite:
-            return None
         raise FileExistsError(f"{path} exists; pass trainer.resume=true to continue it, "
                               f"trainer.overwrite=true to start over, or choose another out=")
     ckpt = load_checkpoint(path)
@@ -96,6 +97,18 @@ def previous_run(cfg: TrainConfig, rt: Runtime) -> dict | None:
             f"with `torchrun --nproc_per_node {saved}` (or {saved} processes over several nodes), or start a new "
             f"run (another out=) from its encoder.")
     return ckpt
+
+
+def clear_run(out: str, rt: Runtime) -> None:
+    """trainer.overwrite: remove what an earlier run wrote here (its files only, never the folder), so nothing
+    stale (metrics, bad_videos, TensorBoard events) mixes with the new run. Each rank removes its own files."""
+    own = [f"bad_videos.rank{rt.rank}.tsv"]
+    if rt.main:
+        own += [CHECKPOINT, "encoder.safetensors", "encoder.json", "metrics.jsonl", "bad_videos.tsv", "config.yaml"]
+        shutil.rmtree(os.path.join(out, "tb"), ignore_errors=True)
+    for name in own:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(out, name))
 
 
 def build_data(cfg: TrainConfig, method: Method, start_step: int, rt: Runtime):

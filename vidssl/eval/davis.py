@@ -22,17 +22,30 @@ from vidssl.io.frames import VOID_LABEL, list_frames, read_davis_mask, read_imag
 
 def list_sequences(root: str, subset: str | None = "val", sequences: list[str] | None = None,
                    resolution: str = "480p") -> list[str]:
-    """Sequences named explicitly, else those of ImageSets/2017/<subset>.txt, else every folder of frames."""
-    if sequences:
-        return list(sequences)
-    image_set = os.path.join(root, "ImageSets", "2017", f"{subset}.txt")
-    if subset and os.path.isfile(image_set):
-        with open(image_set) as f:
-            return [ln.strip() for ln in f if ln.strip()]
+    """Sequences named explicitly, else those of ImageSets/2017/<subset>.txt, else every folder of frames.
+    Every one is checked before anything runs: a plain name (never a path: results are written under --out by
+    name) with frames and annotations in the dataset."""
     img_root = os.path.join(root, "JPEGImages", resolution)
-    if not os.path.isdir(img_root):
-        raise FileNotFoundError(f"{img_root} not found: is {root} a DAVIS folder (JPEGImages/, Annotations/)?")
-    return sorted(d for d in os.listdir(img_root) if os.path.isdir(os.path.join(img_root, d)))
+    ann_root = os.path.join(root, "Annotations", resolution)
+    for folder in (img_root, ann_root):
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{folder} not found: is {root} a DAVIS folder (JPEGImages/, Annotations/)?")
+    image_set = os.path.join(root, "ImageSets", "2017", f"{subset}.txt")
+    if sequences:
+        names = list(sequences)
+    elif subset and os.path.isfile(image_set):
+        with open(image_set) as f:
+            names = [ln.strip() for ln in f if ln.strip()]
+    else:
+        names = sorted(d for d in os.listdir(img_root) if os.path.isdir(os.path.join(img_root, d)))
+    paths = [n for n in names if not n or n in (".", "..") or "/" in n or os.sep in n or os.path.isabs(n)]
+    if paths:
+        raise ValueError(f"sequence names must be plain names, not paths: {paths[:3]}")
+    missing = [n for n in names if not (os.path.isdir(os.path.join(img_root, n)) and os.path.isdir(os.path.join(ann_root, n)))]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} sequence(s) lack frames or annotations under {root}: "
+                                f"{', '.join(missing[:5])} (check --sequences / --set)")
+    return names
 
 
 def sequence_files(root: str, seq: str, resolution: str = "480p") -> tuple[list[str], list[str]]:

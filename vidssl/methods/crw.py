@@ -50,6 +50,10 @@ class CRW(Method):
                         if nodes == "patches" else WholeFrames(mean, std))
 
     def data_spec(self, d) -> DataSpec:
+        shortest = 3 if self.skip_shortest else 2  # walks of length >= 2 (>= 1) need that many frames
+        if d.clip_len < shortest:
+            raise ValueError(f"data.clip_len={d.clip_len} is too short for crw (skip_shortest={self.skip_shortest}): "
+                             f"use at least {shortest} frames")
         crop = "per_frame" if d.crop_scale else "resize"
         return DataSpec([ClipRequest("clip", d.clip_len, d.img_size, crop, tuple(d.crop_scale or (1, 1)),
                                      tuple(d.crop_ratio), d.frame_rate, d.frame_skip)])
