@@ -110,19 +110,19 @@ def test_extract_dense_and_clip_resumes_and_reports_bad(tmp_path, sample_videos)
     (src / "bad.mp4").write_bytes(b"nope" * 100)
     out = tmp_path / "feats"
     extract(["--input", str(src), "--out", str(out), "--init", "pixels", "--short-side", "72"])
-    arr = np.load(out / "a.npy")
+    arr = np.load(out / "a.mp4.npy")
     assert arr.shape == (120, 3, 9, 11) and arr.dtype == np.float16
     assert np.allclose(np.linalg.norm(arr.astype(np.float32), axis=1), 1, atol=2e-3)
     assert "bad.mp4" in (out / "failures.tsv").read_text()
-    mtime = os.path.getmtime(out / "a.npy")
+    mtime = os.path.getmtime(out / "a.mp4.npy")
     extract(["--input", str(src), "--out", str(out), "--init", "pixels", "--short-side", "72"])
-    assert os.path.getmtime(out / "a.npy") == mtime  # finished work is skipped
+    assert os.path.getmtime(out / "a.mp4.npy") == mtime  # finished work is skipped
     extract(["--input", str(src), "--out", str(out), "--init", "pixels", "--short-side", "64"])
-    assert np.load(out / "a.npy").shape == (120, 3, 8, 10)  # other settings: redone, not reused
+    assert np.load(out / "a.mp4.npy").shape == (120, 3, 8, 10)  # other settings: redone, not reused
     recs = [json.loads(l) for l in open(out / "manifest.jsonl")]
     assert recs[-1]["shape"] == [120, 3, 8, 10]
     clip_out = tmp_path / "clips"
     extract(["--input", str(src / "a.mp4"), "--out", str(clip_out), "--mode", "clip", "--clip-len", "8",
              "--short-side", "64"])
     # clip mode: the backbone's global output as trained (crw_resnet18 with layer4: 512), not the evaluation layer
-    assert np.load(clip_out / "a.npy").shape == (15, 512)
+    assert np.load(clip_out / "a.mp4.npy").shape == (15, 512)

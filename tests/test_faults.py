@@ -89,3 +89,24 @@ def test_overwrite_starts_a_clean_run(tmp_path, sample_videos):
     train(load_config(None, [*args, "trainer.max_steps=1", "trainer.overwrite=true"]))
     assert [json.loads(line)["step"] for line in open(out / "metrics.jsonl")] == [1]
     assert not (out / "bad_videos.tsv").exists() and (out / "notes.txt").read_text() == "the user's own file"
+
+
+def test_extraction_outputs_are_unique_per_input(tmp_path, sample_videos):
+    from vidssl.features import main as extract
+
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    for path in (src / "a" / "clip.mp4", src / "b" / "clip.mp4", src / "a" / "clip.mov"):
+        shutil.copy(sample_videos[2], path)
+    listing = tmp_path / "list.txt"
+    listing.write_text("in/a/clip.mp4\nin/b/clip.mp4\n")
+    out = tmp_path / "feats"
+    extract(["--input", str(src), "--out", str(out), "--init", "pixels", "--short-side", "32", "--mode", "clip"])
+    assert sorted(f for f in os.listdir(out) if f.endswith(".npy")) == ["a__clip.mov.npy", "a__clip.mp4.npy",
+                                                                     "b__clip.mp4.npy"]
+    records = [json.loads(line) for line in open(out / "manifest.jsonl")]
+    assert sorted(r["file"] for r in records) == ["a__clip.mov.npy", "a__clip.mp4.npy", "b__clip.mp4.npy"]
+    extract(["--input", str(listing), "--out", str(tmp_path / "from_list"), "--init", "pixels", "--short-side", "32",
+             "--mode", "clip"])
+    assert sorted(os.listdir(tmp_path / "from_list")) == ["in__a__clip.mp4.npy", "in__b__clip.mp4.npy", "manifest.jsonl"]

@@ -3,7 +3,8 @@
   vidssl extract --checkpoint runs/crw --input videos/ --out feats/ --mode dense
   vidssl extract --backbone r3d_18 --init weights:r3d.safetensors --input clip.mp4 --out feats/ --mode clip
 
---checkpoint takes a run folder, its encoder.json/encoder.safetensors, or a training checkpoint.
+--checkpoint takes a run folder, its encoder.json/encoder.safetensors, or a training checkpoint. Each video's
+file is named by its path relative to the input (a/clip.mp4 -> a__clip.mp4.npy), recorded in the manifest.
 dense: (T, C, h, w) float16 per video: the L2-normalised maps that label propagation reads (2D backbones frame
 by frame; video backbones by the sliding-clip scheme of vidssl/models/dense.py), streamed to disk chunk by
 chunk. clip: (clips, C) float32 global features (pooled maps, or a ViT's CLS token) of consecutive clips of
@@ -31,8 +32,21 @@ from vidssl.models.export import resolve_encoder_path
 
 
 def output_name(source: str, root: str) -> str:
-    rel = os.path.relpath(source, root) if os.path.isdir(root) else os.path.basename(source)
-    return os.path.splitext(rel)[0].replace(os.sep, "__") + ".npy"
+    """A stable, unique file name: the source's path relative to the input folder (or to the list file's or the
+    single video's folder), extension kept, separators as "__": a/clip.mp4 -> a__clip.mp4.npy."""
+    base = root if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
+    rel = os.path.relpath(os.path.abspath(source), os.path.abspath(base))
+    if rel.startswith(".."):  # a list file naming videos elsewhere
+        rel = os.path.abspath(source).lstrip(os.sep)
+    return rel.replace(os.sep, "__") + ".npy"
+
+
+def output_names(sources: list[str], root: str) -> list[str]:
+    names = [output_name(s, root) for s in sources]
+    if len(set(names)) != len(names):
+        clash = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"two inputs map to the same output file {clash}; rename one of them")
+    return names
 
 
 def _resize(frames: torch.Tensor, short_side: int) -> torch.Tensor:
@@ -109,8 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                     rec = json.loads(line)
                     done[rec["source"]] = rec
     failures, skipped, written = [], 0, 0
-    for source in tqdm(sources, desc="extract"):
-        name = output_name(source, args.input)
+    for source, name in tqdm(list(zip(sources, output_names(sources, args.input))), desc="extract"):
         path = os.path.join(args.out, name)
         rec = done.get(os.path.abspath(source))
         if rec and rec["settings"] == fingerprint and os.path.exists(path):
