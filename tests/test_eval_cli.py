@@ -7,14 +7,6 @@ import pytest
 from PIL import Image
 
 from eval_davis.__main__ import main as eval_main
-from vidssl.eval.synthetic import make_synthetic_davis
-
-
-@pytest.fixture(scope="module")
-def tiny_davis(tmp_path_factory, sample_videos):
-    root = tmp_path_factory.mktemp("davis")
-    names = make_synthetic_davis(str(root), n_frames=6, size=(48, 64), seed=3)
-    return str(root), names
 
 
 def read_csv(path):

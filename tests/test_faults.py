@@ -8,14 +8,6 @@ import pytest
 
 from eval_davis.__main__ import main as eval_main
 from vidssl.config import load_config
-from vidssl.eval.synthetic import make_synthetic_davis
-
-
-@pytest.fixture(scope="module")
-def tiny_davis(tmp_path_factory, sample_videos):
-    root = tmp_path_factory.mktemp("davis")
-    names = make_synthetic_davis(str(root), n_frames=4, size=(32, 48), seed=5)
-    return str(root), names
 
 
 def tree_digest(root):

@@ -13,7 +13,6 @@ from eval_davis.__main__ import main as eval_main
 from vidssl.config import load_config
 from vidssl.engine import load_checkpoint, train
 from vidssl.engine.schedules import cosine_ramp
-from vidssl.eval.synthetic import make_synthetic_davis
 from vidssl.features import main as extract_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,13 +26,6 @@ def video_dir(tmp_path_factory, sample_videos):
     shutil.copy(sample_videos[2], d / "a.mp4")  # the small carphone clip, twice
     shutil.copy(sample_videos[2], d / "b.mp4")
     return d
-
-
-@pytest.fixture(scope="module")
-def tiny_davis(tmp_path_factory, sample_videos):
-    root = tmp_path_factory.mktemp("davis")
-    names = make_synthetic_davis(str(root), n_frames=6, size=(48, 64), seed=3)
-    return str(root), names
 
 
 def run(name, video_dir, out, steps, *extra):
