@@ -8,7 +8,8 @@ file is named by its path relative to the input (a/clip.mp4 -> a__clip.mp4.npy),
 dense: (T, C, h, w) float16 per video: the L2-normalised maps that label propagation reads (2D backbones frame
 by frame; video backbones by the sliding-clip scheme of vidssl/models/dense.py), streamed to disk chunk by
 chunk. clip: (clips, C) float32 global features (pooled maps, or a ViT's CLS token) of consecutive clips of
---clip-len frames: a video backbone sees each clip whole, a 2D backbone's frame features are averaged. Finished videos are skipped on a re-run with the same settings (and redone when
+--clip-len frames: a video backbone sees each clip whole, a 2D backbone's frame features are averaged.
+Finished videos are skipped on a re-run with the same settings (and redone when
 the settings differ); a video that cannot be decoded is reported in failures.tsv and skipped.
 """
 from __future__ import annotations
@@ -42,10 +43,11 @@ def output_name(source: str, root: str) -> str:
 
 
 def output_names(sources: list[str], root: str) -> list[str]:
-    names = [output_name(s, root) for s in sources]
-    if len(set(names)) != len(names):
-        clash = next(n for n in names if names.count(n) > 1)
-        raise ValueError(f"two inputs map to the same output file {clash}; rename one of them")
+    names, seen = [output_name(s, root) for s in sources], set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"two inputs map to the same output file {name}; rename one of them")
+        seen.add(name)
     return names
 
 
@@ -64,7 +66,7 @@ def extract_video(encoder, source: str, path: str, mode: str, device, short_side
     tmp = path + ".tmp.npy"
     with open_video(source, backend=backend) as reader:
         T = reader.num_frames
-        step = clip_len if mode == "clip" else chunk
+        step = clip_len if mode == "clip" else max(chunk // clip_len, 1) * clip_len  # whole sliding clips
         out, pooled = None, []
         for start in range(0, T, step):
             frames = _resize(reader.get_frames(range(start, min(start + step, T))), short_side)
@@ -74,9 +76,8 @@ def extract_video(encoder, source: str, path: str, mode: str, device, short_side
                     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(T, *feats.shape[1:]))
                 out[start:start + len(feats)] = feats.cpu().numpy().astype(np.float16)
             else:
-                with torch.no_grad():
-                    x = normalize(frames.to(device).permute(0, 3, 1, 2), IMAGENET_MEAN, IMAGENET_STD)
-                    pooled.append(global_clip_features(encoder.to(device), x, clip_len).float().cpu().numpy())
+                x = normalize(frames.to(device).permute(0, 3, 1, 2), IMAGENET_MEAN, IMAGENET_STD)
+                pooled.append(global_clip_features(encoder.to(device), x, clip_len).float().cpu().numpy())
         if mode == "dense":
             out.flush()
             shape = out.shape

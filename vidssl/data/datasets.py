@@ -7,6 +7,7 @@ path travels with the batch under "skipped", for the trainer to count and write 
 from __future__ import annotations
 
 import os
+
 import numpy as np
 import torch
 

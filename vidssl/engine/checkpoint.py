@@ -7,14 +7,11 @@ import pickle
 
 import torch
 
+from vidssl.io.atomic import atomic_write
+
 
 def save_checkpoint(obj: dict, path: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str) -> dict:

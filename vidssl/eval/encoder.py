@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
-from vidssl.models.backbones import build_backbone, load_backbone_weights
+from vidssl.models.backbones import build_backbone, eval_kwargs_of, load_backbone_weights
 from vidssl.models.dense import dense_frame_maps
 from vidssl.models.export import load_state_file, read_encoder
 
@@ -57,7 +57,7 @@ def load_encoder(checkpoint: str | None = None, backbone: str = "crw_resnet18", 
         return PixelEncoder().eval(), "pixel baseline (Lab colour, 8x8 cells)"
     if init != "random" and not init.startswith("weights:"):
         raise ValueError(f"--init must be random, pixels or weights:PATH, not {init!r}")
-    kwargs = build_backbone(backbone).eval_kwargs() if dense else {}
+    kwargs = eval_kwargs_of(backbone) if dense else {}
     torch.manual_seed(0)
     enc = build_backbone(backbone, **kwargs)
     if init == "random":

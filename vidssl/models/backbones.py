@@ -63,6 +63,12 @@ def build_backbone(name: str, **kwargs) -> "Backbone":
     return net
 
 
+def eval_kwargs_of(name: str, **kwargs) -> dict:
+    """`build_backbone(name, **kwargs).eval_kwargs()`, built on the meta device (no weights allocated)."""
+    with torch.device("meta"):
+        return build_backbone(name, **kwargs).eval_kwargs()
+
+
 class Backbone(nn.Module):
     out_channels: int
     stride: int

@@ -15,7 +15,8 @@ import os
 import torch
 import torch.nn as nn
 
-from vidssl.models.backbones import build_backbone, load_backbone_weights
+from vidssl.io.atomic import atomic_write
+from vidssl.models.backbones import build_backbone, eval_kwargs_of, load_backbone_weights
 
 WEIGHTS, META, CHECKPOINT = "encoder.safetensors", "encoder.json", "checkpoint.pt"
 FORMAT = 1
@@ -27,24 +28,18 @@ def encoder_meta(backbone: nn.Module, source: dict) -> dict:
             "eval_kwargs": backbone.eval_kwargs(), "source": source}
 
 
-def _atomic_write(path: str, write) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def export_encoder(backbone: nn.Module, folder: str, source: dict) -> str:
     """Write encoder.safetensors then encoder.json (each atomically) into `folder`; returns the json path."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
-    _atomic_write(os.path.join(folder, WEIGHTS), lambda p: save_file(state, p, metadata={"format": str(FORMAT)}))
+    atomic_write(os.path.join(folder, WEIGHTS), lambda p: save_file(state, p, metadata={"format": str(FORMAT)}))
     meta = encoder_meta(backbone, source)
 
     def write_json(p):
         with open(p, "w") as f:
             json.dump(meta, f, indent=1)
-    _atomic_write(os.path.join(folder, META), write_json)
+    atomic_write(os.path.join(folder, META), write_json)
     return os.path.join(folder, META)
 
 
@@ -109,7 +104,7 @@ def read_encoder(path: str, dense: bool = True) -> tuple[nn.Module, dict]:
         meta, state = _from_checkpoint(path)
     name, kwargs, eval_kwargs = meta["backbone"], dict(meta["kwargs"]), meta["eval_kwargs"]
     if dense and eval_kwargs is None:  # a checkpoint from before the export: ask the backbone
-        eval_kwargs = build_backbone(name, **kwargs).eval_kwargs()
+        eval_kwargs = eval_kwargs_of(name, **kwargs)
     backbone = build_backbone(name, **{**kwargs, **(eval_kwargs if dense else {})})
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
