@@ -56,7 +56,7 @@ def main() -> None:
         root = os.path.join(tmp, "DAVIS")
         chosen = list_sequences(args.davis_root, None, args.sequences.split(",") if args.sequences else None)
         sequences = linked_copies(args.davis_root, root, chosen, args.copies)
-        global_res, _, timing = run_davis(root, os.path.join(tmp, "results"), encoder, sequences, device, overlays=False)
+        global_res, _, timing, _ = run_davis(root, os.path.join(tmp, "results"), encoder, sequences, device, overlays=False)
     n = timing["frames"]
     stages = [("reading frames", timing["reading_s"]), ("features", timing["features_s"]), ("propagation", timing["propagation_s"]),
               ("writing PNGs", timing["writing_s"]), ("J&F from the PNGs", timing["metrics_s"])]

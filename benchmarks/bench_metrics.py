@@ -58,7 +58,7 @@ def main() -> None:
             frames += len(masks)
         evaluation = DAVISEvaluation(root, "semi-supervised", "val")
         official = evaluation.evaluate(res)
-        ours, rows = evaluate_results(root, res, seqs)
+        ours, rows, _ = evaluate_results(root, res, seqs)
         # then the median of `--repeats` more runs each (this machine's speed varies from second to second)
         t_official = timed(lambda: DAVISEvaluation(root, "semi-supervised", "val").evaluate(res),
                            repeats=args.repeats, warmup=0)

@@ -97,17 +97,19 @@ def main(argv: list[str] | None = None) -> dict:
         sequences = list_sequences(root, args.set, args.sequences.split(",") if args.sequences else None)
         print(f"Evaluating on {label}: {len(sequences)} sequence(s) from {root}; encoder: {description}")
         results_dir = os.path.join(args.out, "results")
-        g, rows, timing = run_davis(root, results_dir, encoder, sequences, device, prop, args.label_resize,
+        g, rows, timing, notes = run_davis(root, results_dir, encoder, sequences, device, prop, args.label_resize,
                                     args.output_resize, overlays=not args.no_overlays, subset=args.set,
                                     clip_len=args.clip_len)
         print(f"--------------------------- Global results for {args.set} ---------------------------")
-        print(format_table(g, rows))
+        print(format_table(g, rows, notes))
+        if not rows:
+            print("no sequence could be scored (see the notes above)")
         fps = timing["frames"] / max(timing["propagation_s"], 1e-9)
         print(f"{timing['frames']} frames: reading {timing['reading_s']:.1f}s, features {timing['features_s']:.1f}s, "
               f"propagation {timing['propagation_s']:.1f}s ({fps:.2f} frames/s), writing {timing['writing_s']:.1f}s, "
               f"metrics {timing['metrics_s']:.1f}s")
         print(f"masks and CSVs in {results_dir}; overlays in {os.path.join(results_dir, 'overlays')}")
-        summary.update({"dataset": label, "davis_root": root, **g, "timing": timing})
+        summary.update({"dataset": label, "davis_root": root, **g, "timing": timing, "not_scored": notes})
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
@@ -115,4 +117,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from vidssl.cli import one_line_errors
+
+    one_line_errors(main, sys.argv[1:])

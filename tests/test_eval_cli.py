@@ -49,7 +49,7 @@ def test_cli_writes_official_layout_and_scores(tmp_path, tiny_davis):
     seq = names[0]
     for t in range(1, 5):
         Image.fromarray(np.zeros((48, 64), np.uint8), mode="P").save(res / seq / f"{t:05d}.png")
-    g2, _ = evaluate_results(root, str(res), names)
+    g2, _, _ = evaluate_results(root, str(res), names)
     assert g2["J&F-Mean"] < before
 
 
@@ -57,7 +57,8 @@ def test_ground_truth_as_result_scores_one(tmp_path, tiny_davis):
     from vidssl.eval.davis import evaluate_results
 
     root, names = tiny_davis
-    g, rows = evaluate_results(root, os.path.join(root, "Annotations", "480p"), names)
+    g, rows, notes = evaluate_results(root, os.path.join(root, "Annotations", "480p"), names)
+    assert notes == {}
     assert g["J&F-Mean"] == 1.0 and all(j == 1.0 and f == 1.0 for _, j, f in rows)
 
 

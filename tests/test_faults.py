@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from eval_davis.__main__ import main as eval_main
@@ -102,3 +103,205 @@ def test_extraction_outputs_are_unique_per_input(tmp_path, sample_videos):
     extract(["--input", str(listing), "--out", str(tmp_path / "from_list"), "--init", "pixels", "--short-side", "32",
              "--mode", "clip"])
     assert sorted(os.listdir(tmp_path / "from_list")) == ["in__a__clip.mp4.npy", "in__b__clip.mp4.npy", "manifest.jsonl"]
+
+
+# ---------------------------------------------------------------- what can and cannot be scored
+
+def _copy_davis(tiny_davis, tmp_path):
+    root, names = tiny_davis
+    copy = tmp_path / "davis"
+    shutil.copytree(root, copy)
+    return copy, names
+
+
+def test_unscorable_sequences_are_noted_not_nan(tmp_path, tiny_davis):
+    from PIL import Image
+
+    root, names = _copy_davis(tiny_davis, tmp_path)
+    ann, img = root / "Annotations" / "480p", root / "JPEGImages" / "480p"
+    first = ann / names[0] / "00000.png"
+    palette = Image.open(first).getpalette()
+    empty = Image.new("P", Image.open(first).size, 0)
+    empty.putpalette(palette)
+    empty.save(first)  # names[0]: no object in the first frame
+    for png in sorted((ann / names[1]).iterdir())[1:]:
+        png.unlink()  # names[1]: only the first frame annotated (as DAVIS test-dev)
+    (img / "single").mkdir()
+    (ann / "single").mkdir()
+    shutil.copy(img / names[2] / "00000.jpg", img / "single")
+    shutil.copy(ann / names[2] / "00000.png", ann / "single")
+    before = tree_digest(root)
+    out = tmp_path / "o"
+    summary = eval_main(["--davis-root", str(root), "--sequences", f"{names[0]},{names[1]},single,{names[2]}",
+                         "--out", str(out), "--init", "pixels", "--no-overlays"])
+    assert tree_digest(root) == before  # the dataset is never written to
+    notes = summary["not_scored"]
+    assert set(notes) == {names[0], names[1], "single"}
+    assert "no object" in notes[names[0]] and "only the first frame" in notes[names[1]] and "3" in notes["single"]
+    rows = [ln.split(",")[0] for ln in open(out / "results" / "per-sequence_results-val.csv")][1:]
+    assert rows and all(r.startswith(names[2] + "_") for r in rows)  # only the scorable sequence
+    g = open(out / "results" / "global_results-val.csv").read().splitlines()[1].split(",")
+    assert all(v and v != "nan" for v in g) and 0 <= summary["J&F-Mean"] <= 1
+    noted = open(out / "results" / "not_scored-val.csv").read()
+    assert all(n in noted for n in (names[0], names[1], "single"))
+    assert len(os.listdir(out / "results" / names[1])) == 6  # still propagated and written
+
+
+@pytest.mark.parametrize("what", ["mask", "frame"])
+def test_a_mask_or_frame_of_another_size_names_the_file(tmp_path, tiny_davis, what):
+    from PIL import Image
+
+    root, names = _copy_davis(tiny_davis, tmp_path)
+    folder = root / ("Annotations" if what == "mask" else "JPEGImages") / "480p" / names[0]
+    bad = folder / ("00000.png" if what == "mask" else "00003.jpg")
+    Image.open(bad).resize((40, 30)).save(bad)
+    with pytest.raises(ValueError, match=f"{bad.name} is 30x40"):
+        eval_main(["--davis-root", str(root), "--sequences", names[0], "--out", str(tmp_path / "o"),
+                   "--init", "pixels", "--no-overlays"])
+
+
+# ---------------------------------------------------------------- training inputs
+
+CRW_TINY = ["method.backbone_kwargs={remove_layers: [layer3, layer4]}", "method.patch_size=16",
+            "method.patch_stride=16", "data.img_size=32", "data.clip_len=3", "data.num_workers=0",
+            "trainer.batch_size=2", "trainer.log_every=1", "trainer.tensorboard=false"]
+
+
+def _train(tmp_path, root, *extra):
+    from vidssl.engine import train
+
+    return train(load_config(None, [f"data.root={root}", f"out={tmp_path / 'run'}", "trainer.max_steps=2",
+                                    *CRW_TINY, *extra]))
+
+
+def test_damaged_videos_are_skipped_and_listed(tmp_path, sample_videos):
+    videos = tmp_path / "v"
+    videos.mkdir()
+    shutil.copy(sample_videos[2], videos / "good.mp4")
+    (videos / "empty.mp4").write_bytes(b"")
+    (videos / "text.mp4").write_text("not a video at all\n" * 50)
+    data = open(sample_videos[2], "rb").read()
+    (videos / "truncated.mp4").write_bytes(data[: len(data) // 20])
+    result = _train(tmp_path, videos, "trainer.batch_size=4")
+    assert result["step"] == 2
+    listed = dict(line.rstrip("\n").split("\t", 1) for line in open(tmp_path / "run" / "bad_videos.tsv"))
+    assert {os.path.basename(p) for p in listed} >= {"empty.mp4", "text.mp4"}
+    assert "good.mp4" not in {os.path.basename(p) for p in listed}
+
+
+def test_the_only_video_unreadable_is_said_once(tmp_path):
+    videos = tmp_path / "v"
+    videos.mkdir()
+    (videos / "broken.mp4").write_text("garbage")
+    with pytest.raises(RuntimeError, match="the only video failed") as e:
+        _train(tmp_path, videos)
+    assert str(e.value).count("broken.mp4") == 1
+    lines = open(tmp_path / "run" / "bad_videos.tsv").read().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(str(videos / "broken.mp4"))
+
+
+def test_a_video_shorter_than_the_clip_is_skipped_not_padded(tmp_path):
+    import torch
+    from vidssl.data import ClipRequest, DataSpec, VideoDataset
+    from vidssl.data.datasets import discover_sources
+
+    root = tmp_path / "v"
+    for name, n in (("short", 3), ("long", 12)):
+        (root / name).mkdir(parents=True)
+        for t in range(n):
+            import cv2
+            cv2.imwrite(str(root / name / f"{t:05d}.jpg"), np.full((16, 16, 3), t * 10, np.uint8))
+    spec = DataSpec([ClipRequest("clip", 4, 8, "resize", frame_skip=2)])  # spans 7 frames
+    ds = VideoDataset(discover_sources(str(root)), spec)
+    item = ds[(ds.sources.index(str(root / "short")), 0)]
+    assert item["path"].endswith("long") and torch.all(torch.diff(item["clip_index"]) == 2)
+    assert len(item["skipped"]) == 1 and "too short" in item["skipped"][0]
+
+
+def test_davis_root_single_file_and_list_with_spaces_as_data_root(tmp_path, tiny_davis, sample_videos):
+    from vidssl.data.datasets import discover_sources
+
+    root, names = tiny_davis
+    found = discover_sources(root)
+    assert sorted(os.path.basename(p) for p in found) == sorted(names)
+    assert all("JPEGImages" in p for p in found)  # never the Annotations folders
+    spaced = tmp_path / "my videos"
+    spaced.mkdir()
+    shutil.copy(sample_videos[2], spaced / "clip one.mp4")
+    assert discover_sources(str(spaced / "clip one.mp4")) == [str(spaced / "clip one.mp4")]
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"my videos/clip one.mp4\n{spaced / 'clip one.mp4'} 7  # with a label\n")
+    assert discover_sources(str(listing)) == [str(spaced / "clip one.mp4")] * 2
+    listing.write_text("my videos/nothing here.mp4\n")
+    with pytest.raises(FileNotFoundError, match="line 1: .*nothing here.mp4"):
+        discover_sources(str(listing))
+    _train(tmp_path, spaced / "clip one.mp4", "trainer.max_steps=1")  # a single video is a valid data.root
+
+
+def test_resume_with_changed_settings_is_refused_or_recorded(tmp_path, sample_videos):
+    import yaml
+
+    video = sample_videos[2]
+    _train(tmp_path, video)
+    with pytest.raises(ValueError, match=r"optim.lr: 0.0001 -> 0.001.*allow_changes"):
+        _train(tmp_path, video, "trainer.resume=true", "optim.lr=1e-3", "trainer.max_steps=3")
+    _train(tmp_path, video, "trainer.resume=true", "optim.lr=1e-3", "trainer.max_steps=3", "trainer.allow_changes=true")
+    described = yaml.safe_load(open(tmp_path / "run" / "config.yaml"))
+    assert described["optim"]["lr"] == pytest.approx(1e-3)
+    (change,) = described["history"]
+    assert change["step"] == 2 and change["changed"]["optim.lr"] == {"from": 1e-4, "to": 1e-3}
+    assert change["changed"]["trainer.max_steps"] == {"from": 2, "to": 3}
+    _train(tmp_path, video, "trainer.resume=true", "optim.lr=1e-3", "trainer.max_steps=4")  # longer: accepted
+    assert len(yaml.safe_load(open(tmp_path / "run" / "config.yaml"))["history"]) == 2
+
+
+def test_non_finite_buffers_never_make_a_good_checkpoint(tmp_path, sample_videos):
+    import torch
+    from vidssl.engine import load_checkpoint
+    from vidssl.engine.trainer import Trainer
+
+    _train(tmp_path, sample_videos[2])
+    good = load_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))
+    trainer = Trainer(load_config(None, [f"data.root={sample_videos[2]}", f"out={tmp_path / 'run'}", *CRW_TINY,
+                                         "trainer.max_steps=2", "trainer.resume=true"]))
+    bn = next(m for m in trainer.method.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var[0] = float("inf")  # statistics overflowed while the loss stayed finite
+    with pytest.raises(FloatingPointError, match="running_var"):
+        trainer.save()
+    kept = load_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))
+    assert all(torch.equal(kept["model"][k], v) for k, v in good["model"].items())
+
+
+def test_a_cut_manifest_and_partial_arrays_are_recovered(tmp_path, sample_videos):
+    from vidssl.features import main as extract
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(sample_videos[2], src / name)
+    out = tmp_path / "feats"
+    args = ["--input", str(src), "--out", str(out), "--init", "pixels", "--short-side", "32", "--mode", "clip"]
+    extract(args)
+    manifest = out / "manifest.jsonl"
+    text = manifest.read_text()
+    manifest.write_text(text[: len(text) - 20])  # killed mid-line
+    (out / "b.mp4.npy.tmp.npy").write_bytes(b"\x93NUMPY partial")
+    (out / "b.mp4.npy").unlink()
+    extract(args)
+    records = [json.loads(line) for line in open(manifest)]  # every line parses
+    assert sorted(r["file"] for r in records) == ["a.mp4.npy", "b.mp4.npy"]
+    assert not list(out.glob("*.tmp*")) and np.load(out / "b.mp4.npy").ndim == 2
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.dirname(__file__)), "train.py"),
+           "trainer.max_steps=0", f"out={tmp_path}"]
+    plain = subprocess.run(cmd, capture_output=True, text=True)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip().splitlines() == [
+        "error: config trainer.max_steps must be >= 1, got 0 (ValueError; --debug shows the traceback)"]
+    debug = subprocess.run(cmd + ["--debug"], capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

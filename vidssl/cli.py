@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Callable
 
 
 def _train(argv: list[str]) -> None:
@@ -47,12 +49,33 @@ def _prep(argv: list[str]) -> None:
 COMMANDS = {"train": _train, "eval": _eval, "extract": _extract, "demo": _demo, "prep": _prep}
 
 
+def one_line_errors(fn: Callable[[list[str]], object], argv: list[str]) -> None:
+    """Run a command so that an error ends with one line naming the cause (the messages of vidssl name the
+    file, key or sequence and what to do) instead of a traceback; `--debug` (or VIDSSL_DEBUG=1) shows it."""
+    debug = "--debug" in argv or os.environ.get("VIDSSL_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    if debug:
+        fn(argv)
+        return
+    try:
+        fn(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the whole point: one readable line, the traceback on demand
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        message = lines[-1] if lines and lines[0].startswith("Caught ") else " ".join(lines)  # DataLoader workers
+        print(f"error: {message or type(e).__name__} ({type(e).__name__}; --debug shows the traceback)",
+              file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: vidssl {{{'|'.join(COMMANDS)}}} ...  (vidssl COMMAND --help for its options)")
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    COMMANDS[argv[0]](argv[1:])
+    one_line_errors(COMMANDS[argv[0]], argv[1:])
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ class TrainerConfig:
     stop_at: int = 0  # stop (with a checkpoint) after this step, e.g. for time-limited jobs; 0 = max_steps
     resume: bool = False  # continue from out/checkpoint.pt
     overwrite: bool = False  # start over even though out/ holds a checkpoint
+    allow_changes: bool = False  # resume with changed settings (recorded in config.yaml); else refused
     tensorboard: bool = True
     threads: int = 0  # torch CPU threads; 0 = torch's default
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (GPU)

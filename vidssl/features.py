@@ -15,6 +15,7 @@ the settings differ); a video that cannot be decoded is reported in failures.tsv
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -49,6 +50,26 @@ def output_names(sources: list[str], root: str) -> list[str]:
             raise ValueError(f"two inputs map to the same output file {name}; rename one of them")
         seen.add(name)
     return names
+
+
+def read_manifest(path: str) -> dict[str, dict]:
+    """{source: its latest record}. A line cut by a killed run (invalid JSON) is dropped and the file rewritten
+    without it, so the next record is not appended to a broken line; that video is simply done again."""
+    if not os.path.exists(path):
+        return {}
+    records, broken = [], 0
+    with open(path) as f:
+        for line in filter(str.strip, f):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                broken += 1
+    if broken:
+        print(f"{path}: dropped {broken} incomplete line(s) (an interrupted run); those videos are redone")
+        with open(path + ".tmp", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        os.replace(path + ".tmp", path)
+    return {r["source"]: r for r in records if "source" in r}
 
 
 def _resize(frames: torch.Tensor, short_side: int) -> torch.Tensor:
@@ -116,13 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     os.makedirs(args.out, exist_ok=True)
     manifest = os.path.join(args.out, "manifest.jsonl")
-    done = {}
-    if os.path.exists(manifest):
-        with open(manifest) as f:
-            for line in f:
-                if line.strip():
-                    rec = json.loads(line)
-                    done[rec["source"]] = rec
+    done = read_manifest(manifest)
+    for leftover in glob.glob(os.path.join(glob.escape(args.out), "**", "*.tmp.npy"), recursive=True):
+        os.remove(leftover)  # a killed run's partial array: never left looking like a result
     failures, skipped, written = [], 0, 0
     for source, name in tqdm(list(zip(sources, output_names(sources, args.input))), desc="extract"):
         path = os.path.join(args.out, name)
@@ -141,8 +158,11 @@ def main(argv: list[str] | None = None) -> None:
             f.write(json.dumps({"source": os.path.abspath(source), "file": name, "mode": args.mode,
                                 "settings": fingerprint, **fields, "encoder": description}) + "\n")
         written += 1
+    failures_path = os.path.join(args.out, "failures.tsv")
     if failures:
-        with open(os.path.join(args.out, "failures.tsv"), "w") as f:  # this run's failures
+        with open(failures_path, "w") as f:  # this run's failures
             f.writelines(x + "\n" for x in failures)
+    elif os.path.exists(failures_path):
+        os.remove(failures_path)  # an earlier run's list, no longer true
     print(f"{written} written, {skipped} already done, {len(failures)} failed"
           + (f" (listed in {os.path.join(args.out, 'failures.tsv')})" if failures else "") + f"; manifest {manifest}")

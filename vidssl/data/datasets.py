@@ -18,24 +18,45 @@ from vidssl.io import VIDEO_EXTENSIONS, VideoDecodeError, open_video
 from vidssl.io.frames import IMAGE_EXTENSIONS
 
 
+SKIPPED_FOLDERS = ("Annotations",)  # DAVIS / YouTube-VOS masks: PNG folders that are labels, not videos
+
+
+def _read_list(path: str) -> list[str]:
+    """Paths of a list file: one per line, '#' starts a comment, relative paths are relative to the file. A line
+    is a path as a whole (spaces allowed); if that does not exist, the line without its last field, or its first
+    field (Kinetics-style "path label" lines)."""
+    base = os.path.dirname(os.path.abspath(path))
+    resolve = lambda p: p if os.path.isabs(p) else os.path.join(base, p)  # noqa: E731
+    sources, missing = [], []
+    with open(path, errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            line = line.split("#")[0].strip()
+            if not line:
+                continue
+            candidates = [line, line.rsplit(maxsplit=1)[0], line.split()[0]]
+            found = next((resolve(c) for c in candidates if os.path.exists(resolve(c))), None)
+            if found is None:
+                missing.append(f"line {n}: {resolve(line)}")
+            else:
+                sources.append(found)
+    if missing:
+        raise FileNotFoundError(f"{path}: {len(missing)} listed paths do not exist, e.g. {missing[0]}")
+    if not sources:
+        raise FileNotFoundError(f"{path}: the list file names no videos")
+    return sources
+
+
 def discover_sources(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
-    """Videos and frame folders under `root` (searched recursively, sorted), or listed in a text file
-    (one path per line; relative paths are relative to the file; '#' starts a comment)."""
+    """Videos and frame folders under `root` (searched recursively, sorted), a single video file, or the paths
+    of a list file (`_read_list`). Folders named Annotations* (DAVIS/YouTube-VOS masks) are not frame folders:
+    `data.root` may point at a DAVIS root and train on JPEGImages only."""
     if os.path.isfile(root):
-        base = os.path.dirname(os.path.abspath(root))
-        with open(root) as f:
-            lines = [ln.split("#")[0].strip() for ln in f]
-        paths = [ln.split()[0] for ln in lines if ln]
-        sources = [p if os.path.isabs(p) else os.path.join(base, p) for p in paths]
-        missing = [p for p in sources if not os.path.exists(p)]
-        if missing:
-            raise FileNotFoundError(f"{root}: {len(missing)} listed paths do not exist, e.g. {missing[0]}")
-        return sources
+        return [root] if root.lower().endswith(tuple(extensions)) else _read_list(root)
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"data.root {root!r} is neither a folder nor a list file")
+        raise FileNotFoundError(f"data.root {root!r} is neither a folder, a video nor a list file")
     sources = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(SKIPPED_FOLDERS))
         lower = [f.lower() for f in filenames]
         sources += [os.path.join(dirpath, f) for f, lf in zip(filenames, lower) if lf.endswith(tuple(extensions))]
         if any(lf.endswith(IMAGE_EXTENSIONS) for lf in lower):
@@ -43,6 +64,10 @@ def discover_sources(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
     if not sources:
         raise FileNotFoundError(f"no videos ({', '.join(extensions)}) or frame folders under {root}")
     return sorted(sources)
+
+
+class PlacementMiss(VideoDecodeError):
+    """This draw of a placed request fell outside the video; another draw of the same video may fit."""
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -87,7 +112,7 @@ class VideoDataset(torch.utils.data.Dataset):
                 start = next((s for s in sides if 0 <= s <= n - 1 - span), -1.0)
                 labels[f"{req.name}_overlap"] = k
             if not 0 <= start <= n - 1 - span:
-                raise VideoDecodeError(reader.path, f"too short for the clip plan ({n} frames; request {req.name!r} "
+                raise PlacementMiss(reader.path, f"too short for the clip plan ({n} frames; request {req.name!r} "
                                                     f"placed {req.placement} to {req.anchor!r} falls outside)")
             return start, step, labels
         step = frame_step(reader.fps, req.frame_rate, req.frame_skip)
@@ -95,6 +120,9 @@ class VideoDataset(torch.utils.data.Dataset):
         if req.rate_choices:
             k = int(rng.integers(len(req.rate_choices)))
             step, labels[f"{req.name}_rate"] = step * req.rate_choices[k], k
+        if (req.length - 1) * step > n - 1:  # as torchvision's VideoClips (the CRW reference): no clip, no repeats
+            raise VideoDecodeError(reader.path, f"too short for the clip plan ({n} frames; request {req.name!r} "
+                                                f"spans {(req.length - 1) * step + 1:.0f})")
         return random_clip_start(n, req.length, step, rng), step, labels
 
     def load(self, video: int, rng: np.random.Generator) -> dict:
@@ -121,26 +149,42 @@ class VideoDataset(torch.utils.data.Dataset):
         return sample
 
     def __getitem__(self, item) -> dict:
+        """The item's sample; an unusable video (undecodable, too short, its side data missing: the transform
+        raises VideoDecodeError) is replaced by the next one and listed under "skipped". When every video tried
+        failed (e.g. the only one), the sample is {"unusable": message, "skipped": [...]}: the trainer lists
+        them and stops with that one message instead of retrying the same file."""
         index, seed = item if isinstance(item, tuple) else (item, int(item))
         video = index // self.clips_per_video
-        skipped = []
+        skipped, failed = [], set()  # failed: videos that will fail again (unreadable, too short)
         for attempt in range(self.max_skips + 1):
+            if len(failed) == len(self.sources):
+                break
+            while video in failed:
+                video = (video + 1) % len(self.sources)
             rng = np.random.default_rng([seed, attempt])
             try:
                 sample = self.load(video, rng)
-                break
+                if self.spec.transform is not None:
+                    sample = self.spec.transform(sample, torch.Generator().manual_seed(int(rng.integers(2**62))))
+                return {**sample, "video": video, "skipped": skipped}
             except VideoDecodeError as e:
                 skipped.append(f"{e.path}\t{e.reason}")
+                if not isinstance(e, PlacementMiss):
+                    failed.add(video)
                 video = (video + 1) % len(self.sources)
-        else:
-            raise RuntimeError(f"{self.max_skips + 1} videos in a row failed to decode; last: {skipped[-1]}")
-        if self.spec.transform is not None:
-            sample = self.spec.transform(sample, torch.Generator().manual_seed(int(rng.integers(2**62))))
-        return {**sample, "video": video, "skipped": skipped}
+        every = len(failed) == len(self.sources)
+        what = (f"{'the only video' if len(self.sources) == 1 else f'all {len(failed)} videos'} failed" if every
+                else f"{len(skipped)} videos in a row failed")
+        return {"unusable": f"no usable training video: {what}; first: {skipped[0].replace(chr(9), ': ')}",
+                "skipped": skipped}
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack every tensor and number of the samples; "skipped" lists are joined; anything else becomes a list."""
+    """Stack every tensor and number of the samples; "skipped" lists are joined; anything else becomes a list.
+    A batch with an unusable sample is only {"unusable": message, "skipped": [...]}."""
+    if any("unusable" in s for s in samples):
+        return {"unusable": next(s["unusable"] for s in samples if "unusable" in s),
+                "skipped": [p for s in samples for p in s["skipped"]]}
     batch = {}
     for key in samples[0]:
         values = [s[key] for s in samples]

@@ -5,14 +5,22 @@ import json
 import os
 
 
+def _step_of(line: str) -> float:
+    """The step of a metrics line; infinity for a blank or cut line (so it is dropped)."""
+    try:
+        return json.loads(line).get("step", 0)
+    except json.JSONDecodeError:
+        return float("inf")
+
+
 class MetricsLog:
     """metrics.jsonl (one JSON object per logged step) and TensorBoard, on the main process only."""
 
     def __init__(self, out: str, resume_step: int, tensorboard: bool):
         self.path = os.path.join(out, "metrics.jsonl")
-        if os.path.exists(self.path):  # drop lines a killed run wrote after its last checkpoint
+        if os.path.exists(self.path):  # drop lines a killed run wrote after its last checkpoint, or cut short
             with open(self.path) as f:
-                kept = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+                kept = [ln for ln in f if _step_of(ln) <= resume_step]
             with open(self.path, "w") as f:
                 f.writelines(kept)
         self.tb = None

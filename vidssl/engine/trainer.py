@@ -27,9 +27,11 @@ from vidssl.data import StepBatchSampler, VideoDataset, collate, discover_source
 from vidssl.engine.checkpoint import load_checkpoint, save_checkpoint
 from vidssl.engine.logs import BadVideoLog, MetricsLog
 from vidssl.engine.optim import apply_step_values, build_optimizer, step_values
+from vidssl.io.atomic import remove_stale_temporaries
 from vidssl.methods import Method, build_method
-from vidssl.models.export import CHECKPOINT, encoder_meta, export_encoder
+from vidssl.models.export import CHECKPOINT, META, WEIGHTS, encoder_meta, export_encoder
 
+COLLAPSE_STD = 1e-4  # a logged "z_std" (std of the normalised embedding over the batch) below this = collapse
 FORMAT = 2  # checkpoint layout: 2 = method contract + exported encoder (1 = the CRW-only trainer)
 
 
@@ -89,6 +91,12 @@ def previous_run(cfg: TrainConfig, rt: Runtime) -> dict | None:
         raise FileExistsError(f"{path} exists; pass trainer.resume=true to continue it, "
                               f"trainer.overwrite=true to start over, or choose another out=")
     ckpt = load_checkpoint(path)
+    changes = check_resume_changes(ckpt.get("config", {}), to_dict(cfg), path, cfg.trainer.allow_changes)
+    if changes:
+        print(f"resuming {path} at step {ckpt['step']} with changed settings: "
+              + "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+        ckpt["history"] = ckpt.get("history", []) + [
+            {"step": ckpt["step"], "changed": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}}]
     saved = ckpt.get("world_size", 1)
     if saved != rt.world_size:
         raise RuntimeError(
@@ -99,12 +107,54 @@ def previous_run(cfg: TrainConfig, rt: Runtime) -> dict | None:
     return ckpt
 
 
+# Keys that do not change what a run computes: they may differ when it is resumed.
+BOOKKEEPING = {"out", "trainer.resume", "trainer.overwrite", "trainer.stop_at", "trainer.allow_changes",
+               "trainer.log_every", "trainer.ckpt_every", "trainer.tensorboard", "trainer.threads",
+               "data.num_workers", "data.backend", "data.root"}
+
+
+# Changed on resume without trainer.allow_changes, with a message and a record in config.yaml: training longer.
+EXTENDABLE = {"trainer.max_steps"}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v and k != "method":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif k == "method" and isinstance(v, dict):
+            out.update({f"method.{mk}": mv for mk, mv in v.items()})
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple]:
+    """{key: (old value, new value)} of the settings that differ, bookkeeping keys and history aside."""
+    a, b = _flatten({k: v for k, v in old.items() if k != "history"}), _flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
+            if k not in BOOKKEEPING and a.get(k) != b.get(k)}
+
+
+def check_resume_changes(old: dict, new: dict, path: str, allow: bool) -> dict:
+    """A resumed run with other settings would silently be another run: refuse, naming each changed key,
+    unless trainer.allow_changes=true (then they apply from the resumed step on and config.yaml records them).
+    A longer trainer.max_steps is always accepted (said, and recorded): schedules then span the new length."""
+    changes = config_changes(old, new)
+    if set(changes) - EXTENDABLE and not allow:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+        raise ValueError(f"{path} was trained with other settings ({listed}). Resume with the same settings, or "
+                         f"pass trainer.allow_changes=true to apply the new ones from the resumed step on "
+                         f"(recorded in config.yaml)")
+    return changes
+
+
 def clear_run(out: str, rt: Runtime) -> None:
     """trainer.overwrite: remove what an earlier run wrote here (its files only, never the folder), so nothing
     stale (metrics, bad_videos, TensorBoard events) mixes with the new run. Each rank removes its own files."""
     own = [f"bad_videos.rank{rt.rank}.tsv"]
     if rt.main:
-        own += [CHECKPOINT, "encoder.safetensors", "encoder.json", "metrics.jsonl", "bad_videos.tsv", "config.yaml"]
+        own += [CHECKPOINT, WEIGHTS, META, "metrics.jsonl", "bad_videos.tsv", "config.yaml"]
         shutil.rmtree(os.path.join(out, "tb"), ignore_errors=True)
     for name in own:
         with contextlib.suppress(FileNotFoundError):
@@ -156,13 +206,16 @@ class Trainer:
         os.makedirs(cfg.out, exist_ok=True)
         self.ckpt_path = os.path.join(cfg.out, CHECKPOINT)
         previous = previous_run(cfg, self.rt)
+        if self.rt.main:  # what a killed save left half-written
+            remove_stale_temporaries(cfg.out, [CHECKPOINT, WEIGHTS, META])
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.method = build_method(**cfg.method).to(self.rt.device)
         self.optimizer = build_optimizer(self.method.param_groups(), cfg.optim)
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.amp_dtype == torch.float16)
         self.schedules = self.method.schedules(cfg.trainer.max_steps)
-        self.step = 0
+        self.step, self.history = 0, []  # history: settings changed at resumes (trainer.allow_changes)
         if previous is not None:
+            self.history = previous.get("history", [])
             self.method.load_state_dict(previous["model"])
             self.optimizer.load_state_dict(previous["optimizer"])
             self.scaler.load_state_dict(previous["scaler"])
@@ -185,11 +238,17 @@ class Trainer:
         """checkpoint.pt, then encoder.safetensors + encoder.json (each written atomically; main rank only)."""
         if not self.rt.main:
             return
+        bad = [k for k, v in self.method.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:  # e.g. BatchNorm statistics overflowed while the loss stayed finite: keep the last good checkpoint
+            raise FloatingPointError(
+                f"non-finite values at step {self.step} in {len(bad)} tensor(s) ({', '.join(bad[:3])}); not saved: "
+                f"{self.ckpt_path} still holds the last good step. Lower optim.lr, set trainer.grad_clip, or "
+                f"trainer.amp=off.")
         encoder = self.method.eval_encoder()
         source = {"method": self.method.name, "step": self.step, "run": os.path.abspath(self.cfg.out)}
         save_checkpoint({"format": FORMAT, "step": self.step, "model": self.method.state_dict(),
                          "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                         "config": to_dict(self.cfg), "world_size": self.rt.world_size,
+                         "config": to_dict(self.cfg), "history": self.history, "world_size": self.rt.world_size,
                          "encoder": encoder_meta(encoder, source), "encoder_prefix": self.encoder_prefix},
                         self.ckpt_path)
         export_encoder(encoder, self.cfg.out, source)
@@ -234,7 +293,10 @@ class Trainer:
         bad = BadVideoLog(cfg.out, rt.rank, rt.world_size)
         if rt.main:
             with open(os.path.join(cfg.out, "config.yaml"), "w") as f:
-                yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+                described = to_dict(cfg)
+                if self.history:  # settings changed at resumes, with the step they apply from
+                    described["history"] = self.history
+                yaml.safe_dump(described, f, sort_keys=False)
             print(f"training {self.method.name} on {len(dataset.sources)} videos, {rt.device}, {rt.world_size} "
                   f"process(es), steps {self.step}->{t.max_steps}, out={cfg.out}")
         self.method.train()
@@ -243,6 +305,9 @@ class Trainer:
         for batch in loader:
             self.step += 1
             new = bad.add(batch["skipped"])
+            if "unusable" in batch:
+                bar.close()
+                raise RuntimeError(f"{batch['unusable']} (all listed in {bad.path})")
             if new:
                 bar.write(f"skipped {len(new)} unusable video(s), listed in {bad.path}: {new[0]}")
             outputs = self.train_step(batch)
@@ -256,6 +321,9 @@ class Trainer:
                 last = {k: v / (self.step - logged_from) for k, v in sums.items()}
                 last.update(samples_per_s=samples / max(now - t_log, 1e-9), bad_videos=len(bad.seen))
                 t_log, samples, sums, logged_from = now, 0, {}, self.step
+                if last.get("z_std", 1.0) < COLLAPSE_STD and rt.main:
+                    bar.write(f"warning: step {self.step}: the embedding's std over the batch is {last['z_std']:.2e} "
+                              f"(< {COLLAPSE_STD:g}): the representation is collapsing to a constant")
                 if metrics is not None:
                     metrics.write(self.step, last)
                     bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{last['samples_per_s']:.2f}")

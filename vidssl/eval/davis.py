@@ -58,10 +58,20 @@ def sequence_files(root: str, seq: str, resolution: str = "480p") -> tuple[list[
     return frames, masks
 
 
+def stack_same_size(arrays: list[np.ndarray], paths: list[str]) -> np.ndarray:
+    """np.stack, or an error naming the first file whose size differs from the first one's."""
+    odd = next((p for a, p in zip(arrays, paths) if a.shape[:2] != arrays[0].shape[:2]), None)
+    if odd is not None:
+        shape = arrays[paths.index(odd)].shape[:2]
+        raise ValueError(f"{odd} is {shape[0]}x{shape[1]} but {paths[0]} is "
+                         f"{arrays[0].shape[0]}x{arrays[0].shape[1]}: a sequence's frames and masks must share one size")
+    return np.stack(arrays)
+
+
 def read_masks(paths: list[str]) -> np.ndarray:
     """Masks (T, H, W), decoded on a few threads (PNG decoding releases the GIL)."""
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        return np.stack(list(pool.map(read_davis_mask, paths)))
+        return stack_same_size(list(pool.map(read_davis_mask, paths)), paths)
 
 
 def read_gt(masks: list[str]) -> np.ndarray:
@@ -70,20 +80,41 @@ def read_gt(masks: list[str]) -> np.ndarray:
     return gt
 
 
-def evaluate_results(root: str, results: str, sequences: list[str], resolution: str = "480p") -> tuple[dict, list]:
-    """J&F of the palette PNGs in results/<seq>/ against the ground truth, as davis2017-evaluation scores them."""
+def unscorable(n_frames: int, n_masks: int, first_mask: np.ndarray) -> str | None:
+    """Why a sequence cannot be scored the DAVIS way (None if it can). The official evaluation scores frames 2..T-1
+    of the objects of the first annotation; such sequences are propagated and written, but left out of the
+    scores with this note instead of turning them into NaN."""
+    if n_masks == 1 and n_frames >= 3:
+        return "only the first frame is annotated: results written, nothing to score against"
+    if n_masks < 3:
+        return f"{n_masks} annotated frame(s): DAVIS scores frames 2..T-1 only, so a sequence needs 3"
+    if first_mask.max() == 0:
+        return "the first-frame annotation has no object"
+    return None
+
+
+def evaluate_results(root: str, results: str, sequences: list[str],
+                     resolution: str = "480p") -> tuple[dict, list, dict[str, str]]:
+    """J&F of the palette PNGs in results/<seq>/ against the ground truth, as davis2017-evaluation scores them.
+    Returns (global results over the scorable sequences, per-object rows, {sequence: why it was not scored})."""
     def one(seq: str):
-        _, masks = sequence_files(root, seq, resolution)
+        frames, masks = sequence_files(root, seq, resolution)
+        gt = read_gt(masks)
+        why = unscorable(len(frames), len(masks), gt[0])
+        if why:
+            return why
         res = [os.path.join(results, seq, os.path.splitext(os.path.basename(m))[0] + ".png") for m in masks]
         missing = [p for p in res if not os.path.isfile(p)]
         if missing:
             raise FileNotFoundError(f"result {missing[0]} is missing: results must be indexed PNGs named like the "
                                     f"ground-truth frames")
-        return evaluate_sequence(read_gt(masks), read_masks(res), seq)
+        return evaluate_sequence(gt, read_masks(res), seq)
 
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # numpy and OpenCV release the GIL
         scores = list(tqdm(pool.map(one, sequences), total=len(sequences), desc="J&F", leave=False))
-    return summarize(dict(zip(sequences, scores)))
+    notes = {seq: s for seq, s in zip(sequences, scores) if isinstance(s, str)}
+    g, rows = summarize({seq: s for seq, s in zip(sequences, scores) if not isinstance(s, str)})
+    return g, rows, notes
 
 
 def resize_labels(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -125,9 +156,9 @@ def _write_results(pool: ThreadPoolExecutor, frames: torch.Tensor, preds: list[n
 def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], device: torch.device,
               prop: dict | None = None, label_resize: str = "bilinear", output_resize: str = "bilinear",
               overlays: bool = True, subset: str = "val", resolution: str = "480p",
-              clip_len: int = 8) -> tuple[dict, list, dict]:
+              clip_len: int = 8) -> tuple[dict, list, dict, dict]:
     """Propagate the first-frame masks of every sequence, write OUT/<seq>/<frame>.png, score them, write
-    the CSVs and overlays. Returns (global results, per-object rows, timings)."""
+    the CSVs and overlays. Returns (global results, per-object rows, timings, {sequence: why not scored})."""
     prop = prop or {}
     os.makedirs(out, exist_ok=True)
     timing = {"frames": 0, "reading_s": 0.0, "features_s": 0.0, "propagation_s": 0.0, "writing_s": 0.0}
@@ -137,12 +168,15 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
         for seq in tqdm(sequences, desc="sequences"):
             t0 = time.time()
             frame_paths, mask_paths = sequence_files(root, seq, resolution)
-            frames = torch.from_numpy(np.stack(list(pool.map(read_image, frame_paths))))
+            frames = torch.from_numpy(stack_same_size(list(pool.map(read_image, frame_paths)), frame_paths))
             T, H, W = frames.shape[:3]
             t1 = _clock(device)
             feats = frame_features(encoder, frames, device, clip_len=clip_len)
             t2 = _clock(device)
             mask0 = read_davis_mask(mask_paths[0])
+            if mask0.shape != (H, W):
+                raise ValueError(f"{mask_paths[0]} is {mask0.shape[0]}x{mask0.shape[1]} but the frames of {seq} are "
+                                 f"{H}x{W} ({frame_paths[0]}): masks and frames must share one size")
             mask0[mask0 == VOID_LABEL] = 0
             ids = np.unique(mask0)
             ids = ids if ids[0] == 0 else np.concatenate([[0], ids])
@@ -169,7 +203,7 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
     if overlays and summary_rows:
         summary_grid(summary_rows, os.path.join(out, "overlays", "summary.png"))
     t_metrics = time.time()
-    global_res, rows = evaluate_results(root, out, sequences, resolution)
+    global_res, rows, notes = evaluate_results(root, out, sequences, resolution)
     timing["metrics_s"] = time.time() - t_metrics
-    write_csvs(out, global_res, rows, subset)
-    return global_res, rows, timing
+    write_csvs(out, global_res, rows, subset, notes)
+    return global_res, rows, timing, notes

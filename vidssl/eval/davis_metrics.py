@@ -163,6 +163,9 @@ def summarize(per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[d
             Js.append(js)
             Fs.append(fs)
             rows.append((f"{seq}_{k + 1}", js[0], fs[0]))
+    if not rows:  # nothing scorable (the caller says why): an honest empty row, not a warning from numpy
+        return dict.fromkeys(("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"),
+                             float("nan")), rows
     J, F = np.array(Js).reshape(-1, 3), np.array(Fs).reshape(-1, 3)
     g = {"J-Mean": J[:, 0].mean(), "J-Recall": J[:, 1].mean(), "J-Decay": J[:, 2].mean(),
          "F-Mean": F[:, 0].mean(), "F-Recall": F[:, 1].mean(), "F-Decay": F[:, 2].mean()}
@@ -170,8 +173,11 @@ def summarize(per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[d
     return {k: float(v) for k, v in g.items()}, rows
 
 
-def write_csvs(out_dir: str, global_res: dict, rows: list, subset: str = "val") -> tuple[str, str]:
-    """global_results-<set>.csv and per-sequence_results-<set>.csv in the official columns and %.3f format."""
+def write_csvs(out_dir: str, global_res: dict, rows: list, subset: str = "val",
+               notes: dict[str, str] | None = None) -> tuple[str, str]:
+    """global_results-<set>.csv and per-sequence_results-<set>.csv in the official columns and %.3f format;
+    sequences that could not be scored go to not_scored-<set>.csv (Sequence,Reason), kept out of the official
+    files so that tools reading them see only scores."""
     g_path = os.path.join(out_dir, f"global_results-{subset}.csv")
     s_path = os.path.join(out_dir, f"per-sequence_results-{subset}.csv")
     fmt = lambda v: "" if v != v else f"{v:.3f}"  # noqa: E731  (NaN -> empty, as pandas writes it)
@@ -181,11 +187,19 @@ def write_csvs(out_dir: str, global_res: dict, rows: list, subset: str = "val") 
         f.write("Sequence,J-Mean,F-Mean\n" + "".join(f"{s},{fmt(j)},{fmt(fm)}\n" for s, j, fm in rows))
     os.replace(g_path + ".tmp", g_path)
     os.replace(s_path + ".tmp", s_path)
+    n_path = os.path.join(out_dir, f"not_scored-{subset}.csv")
+    if notes:
+        with open(n_path + ".tmp", "w") as f:
+            f.write("Sequence,Reason\n" + "".join(f'{s},"{why}"\n' for s, why in notes.items()))
+        os.replace(n_path + ".tmp", n_path)
+    elif os.path.exists(n_path):
+        os.remove(n_path)  # a stale list from an earlier run of this folder
     return g_path, s_path
 
 
-def format_table(global_res: dict, rows: list) -> str:
+def format_table(global_res: dict, rows: list, notes: dict[str, str] | None = None) -> str:
     head = " ".join(f"{k:>9}" for k in global_res)
     vals = " ".join(f"{v:9.3f}" for v in global_res.values())
     per = "\n".join(f"{s:>28} {j:7.3f} {fm:7.3f}" for s, j, fm in rows)
-    return f"{head}\n{vals}\n\n{'Sequence':>28} {'J-Mean':>7} {'F-Mean':>7}\n{per}"
+    skipped = "".join(f"\n{s:>28} not scored: {why}" for s, why in (notes or {}).items())
+    return f"{head}\n{vals}\n\n{'Sequence':>28} {'J-Mean':>7} {'F-Mean':>7}\n{per}{skipped}"
