@@ -305,3 +305,14 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
         "error: config trainer.max_steps must be >= 1, got 0 (ValueError; --debug shows the traceback)"]
     debug = subprocess.run(cmd + ["--debug"], capture_output=True, text=True)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("what", ["00002.jpg", "00000.png"])
+def test_a_corrupt_frame_or_mask_names_the_file(tmp_path, tiny_davis, what):
+    root, names = _copy_davis(tiny_davis, tmp_path)
+    folder = "JPEGImages" if what.endswith(".jpg") else "Annotations"
+    bad = root / folder / "480p" / names[0] / what
+    bad.write_bytes(bad.read_bytes()[:40])  # cut short
+    with pytest.raises(Exception, match=what):
+        eval_main(["--davis-root", str(root), "--sequences", names[0], "--out", str(tmp_path / "o"),
+                   "--init", "pixels", "--no-overlays"])
