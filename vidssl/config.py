@@ -65,6 +65,11 @@ class TrainerConfig:
     tensorboard: bool = True
     threads: int = 0  # torch CPU threads; 0 = torch's default
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (GPU)
+    knn_root: str = ""  # labelled image folder (train/ and val/ in ImageFolder layout): online k-NN monitor
+    knn_every: int = 500  # steps between k-NN evaluations (and at the end)
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    knn_size: int = 224  # images resized and centre-cropped to this side
 
 
 @dataclass
@@ -137,7 +142,8 @@ def _coerce(value: Any, hint, key: str):
 
 # keys that must be at least 1 (checked on load, so a bad value fails before anything runs)
 POSITIVE = ("trainer.max_steps", "trainer.batch_size", "trainer.log_every", "trainer.ckpt_every",
-            "data.clip_len", "data.img_size", "data.clips_per_video")
+            "trainer.knn_every", "trainer.knn_k", "trainer.knn_size", "data.clip_len", "data.img_size",
+            "data.clips_per_video")
 
 
 def validate(cfg: "TrainConfig") -> "TrainConfig":

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from vidssl.config import TrainConfig, to_dict
 from vidssl.data import StepBatchSampler, VideoDataset, collate, discover_sources
 from vidssl.engine.checkpoint import load_checkpoint, save_checkpoint
+from vidssl.engine.knn import KNNMonitor
 from vidssl.engine.logs import BadVideoLog, MetricsLog
 from vidssl.engine.optim import apply_step_values, build_optimizer, step_values
 from vidssl.io.atomic import remove_stale_temporaries
@@ -299,9 +300,10 @@ class Trainer:
                 yaml.safe_dump(described, f, sort_keys=False)
             print(f"training {self.method.name} on {len(dataset.sources)} videos, {rt.device}, {rt.world_size} "
                   f"process(es), steps {self.step}->{t.max_steps}, out={cfg.out}")
+        knn = (KNNMonitor(t.knn_root, t.knn_size, t.knn_k, t.knn_temperature) if t.knn_root and rt.main else None)
         self.method.train()
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not rt.main, unit="step", dynamic_ncols=True)
-        last, sums, samples, t_log, logged_from = {}, {}, 0, time.time(), self.step
+        last, sums, pending, samples, t_log, logged_from = {}, {}, {}, 0, time.time(), self.step
         for batch in loader:
             self.step += 1
             new = bad.add(batch["skipped"])
@@ -316,10 +318,14 @@ class Trainer:
             for k, v in outputs.items():  # scalar outputs summed since the last log line (logged as means)
                 if (torch.is_tensor(v) and v.numel() == 1) or isinstance(v, float):
                     sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+            if knn is not None and (self.step % t.knn_every == 0 or self.step in (t.max_steps, t.stop_at)):
+                pending["knn_top1"] = knn.evaluate(self.method.eval_encoder(), rt.device)
+                bar.write(f"step {self.step}: k-NN top-1 {pending['knn_top1']:.4f}")
             if self.step % t.log_every == 0 or self.step == t.max_steps or self.step == 1:
                 now = time.time()
                 last = {k: v / (self.step - logged_from) for k, v in sums.items()}
-                last.update(samples_per_s=samples / max(now - t_log, 1e-9), bad_videos=len(bad.seen))
+                last.update(samples_per_s=samples / max(now - t_log, 1e-9), bad_videos=len(bad.seen), **pending)
+                pending.clear()
                 t_log, samples, sums, logged_from = now, 0, {}, self.step
                 if last.get("z_std", 1.0) < COLLAPSE_STD and rt.main:
                     bar.write(f"warning: step {self.step}: the embedding's std over the batch is {last['z_std']:.2e} "
