@@ -1,4 +1,6 @@
 """The data contract: named requests sampled together from one open video, placements, labels, collate."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -135,3 +137,18 @@ def test_bad_requests_are_refused_with_the_setting_named():
         ClipRequest("b", 2, placement="overlap", overlap_choices=(0.5,))
     with pytest.raises(ValueError, match="earlier request"):
         DataSpec([ClipRequest("b", 2, placement="same", anchor="a"), ClipRequest("a", 2)])
+
+
+def test_span_overlap_rule_is_cstps_shift_and_rates_fit_the_video(tmp_path):
+    from vidssl.data.datasets import overlap_shift
+
+    req = ClipRequest("b", 16, 8, placement="overlap", anchor="a", overlap_choices=(1.0, 0.8, 0.6, 0.4, 0.2),
+                      overlap_rule="span")
+    # CSTP: start_2 = start_1 -+ int((1 - rate) * (16 - 1) * pace); 0.2 * 15 must give 3, not float's 2
+    assert [overlap_shift(req, r, 1) for r in req.overlap_choices] == [0, 3, 6, 9, 12]
+    assert [overlap_shift(req, r, 2) for r in req.overlap_choices] == [0, 6, 12, 18, 24]
+    frames = [overlap_shift(dataclasses.replace(req, overlap_rule="frames"), r, 1) for r in req.overlap_choices]
+    assert frames == [0, 3, 6, 10, 13]  # the default rule: 16, 13, 10, 6, 3 shared frames
+    video = frame_folder(tmp_path / "v", 40)  # 40 frames: pace 1 and 2 fit a 16-frame clip, 4 and 8 do not
+    spec = DataSpec([ClipRequest("a", 16, 8, frame_skip=1, rate_choices=(1, 2, 4, 8))])
+    assert {VideoDataset([video], spec)[(0, s)]["a_rate"] for s in range(30)} == {0, 1}

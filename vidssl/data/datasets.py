@@ -6,6 +6,7 @@ path travels with the batch under "skipped", for the trainer to count and write 
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -66,6 +67,19 @@ def discover_sources(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
     return sorted(sources)
 
 
+OVERLAP_DRAWS = 20
+
+
+def overlap_shift(req: ClipRequest, rate: float, step: float) -> float:
+    """Source frames between the starts of an overlapping clip and its anchor. "frames": the two share
+    round(rate * length) frames; "span" (Katou2/CSTP data_process/datasets.py): the start moves by
+    (1 - rate) * (length - 1) * step, floored (with a 1e-6 guard: the reference's float floor turns 0.2 * 15
+    into 2)."""
+    if req.overlap_rule == "span":
+        return float(math.floor((1 - rate) * (req.length - 1) * step + 1e-6))
+    return (req.length - round(rate * req.length)) * step
+
+
 class PlacementMiss(VideoDecodeError):
     """This draw of a placed request fell outside the video; another draw of the same video may fit."""
 
@@ -105,11 +119,13 @@ class VideoDataset(torch.utils.data.Dataset):
                 start = a_start
             elif req.placement == "gap":
                 start = a_start + span + (req.gap + 1) * step
-            else:  # overlap: share round(r * length) frames with the anchor, before or after it
-                k = int(rng.integers(len(req.overlap_choices)))
-                shift = (req.length - round(req.overlap_choices[k] * req.length)) * step
-                sides = [a_start + shift, a_start - shift] if rng.random() < 0.5 else [a_start - shift, a_start + shift]
-                start = next((s for s in sides if 0 <= s <= n - 1 - span), -1.0)
+            else:  # overlap: before or after the anchor; (class, side) redrawn until it fits, as CSTP's loader
+                for _ in range(OVERLAP_DRAWS):
+                    k = int(rng.integers(len(req.overlap_choices)))
+                    shift = overlap_shift(req, req.overlap_choices[k], step)
+                    start = a_start - shift if rng.random() < 0.5 else a_start + shift
+                    if 0 <= start <= n - 1 - span:
+                        break
                 labels[f"{req.name}_overlap"] = k
             if not 0 <= start <= n - 1 - span:
                 raise PlacementMiss(reader.path, f"too short for the clip plan ({n} frames; request {req.name!r} "
@@ -117,8 +133,9 @@ class VideoDataset(torch.utils.data.Dataset):
             return start, step, labels
         step = frame_step(reader.fps, req.frame_rate, req.frame_skip)
         labels = {}
-        if req.rate_choices:
-            k = int(rng.integers(len(req.rate_choices)))
+        if req.rate_choices:  # a rate whose clip fits the video (CSTP draws its pace among those too)
+            fits = [k for k, r in enumerate(req.rate_choices) if (req.length - 1) * step * r <= n - 1] or [0]
+            k = fits[int(rng.integers(len(fits)))]
             step, labels[f"{req.name}_rate"] = step * req.rate_choices[k], k
         if (req.length - 1) * step > n - 1:  # as torchvision's VideoClips (the CRW reference): no clip, no repeats
             raise VideoDecodeError(reader.path, f"too short for the clip plan ({n} frames; request {req.name!r} "

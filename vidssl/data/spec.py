@@ -4,11 +4,11 @@ A method returns a `DataSpec` from `Method.data_spec(data_cfg)`. Each `ClipReque
 sample (and, stacked, of the batch) under its name:
 
 - `length` frames at `frame_rate` fps (or every `frame_skip`-th frame), optionally sped up by a factor drawn from
-  `rate_choices` (its index is the label `<name>_rate`);
+  `rate_choices` among those whose clip fits the video (its index is the label `<name>_rate`);
 - `count` independent draws stacked on a leading axis (rho clips: (count, T, H, W, 3)); count 1 keeps (T, H, W, 3);
 - placement: "independent" (start uniform over the video), or relative to an earlier request `anchor`:
   "overlap" (shares a fraction drawn from `overlap_choices` of its frames with the anchor, before or after it;
-  label `<name>_overlap`), "gap" (starts `gap` clip steps after the anchor ends), "same" (the anchor's start);
+  label `<name>_overlap`; `overlap_rule` "span" moves the start by (1 - r) of the clip's span instead, as CSTP), "gap" (starts `gap` clip steps after the anchor ends), "same" (the anchor's start);
 - a crop policy applied in the workers (`vidssl.data.augment.FrameCrop`): per_frame | per_clip | square | resize;
 - `<name>_index` holds the source frame indices (int64, (count,) T) and `<name>_box` the crop boxes ((count,)
   T, 4: top, left, h, w in source pixels); the sample also holds the video's "path".
@@ -41,6 +41,7 @@ class ClipRequest:
     placement: str = "independent"
     anchor: Optional[str] = None
     overlap_choices: tuple = ()
+    overlap_rule: str = "frames"  # "frames": share round(r * length) frames; "span": CSTP's shift (datasets.py)
     gap: int = 0
 
     def __post_init__(self):
@@ -57,6 +58,8 @@ class ClipRequest:
             raise ValueError(f"{where}: placement {self.placement!r} needs {'an' if self.anchor is None else 'no'} anchor")
         if self.placement == "overlap" and not self.overlap_choices:
             raise ValueError(f"{where}: placement 'overlap' needs overlap_choices (fractions in [0, 1])")
+        if self.overlap_rule not in ("frames", "span"):
+            raise ValueError(f"{where}: overlap_rule must be 'frames' or 'span', not {self.overlap_rule!r}")
         if any(not 0 <= r <= 1 for r in self.overlap_choices):
             raise ValueError(f"{where}: overlap_choices must lie in [0, 1]")
         if self.anchor is not None and self.count != 1:
