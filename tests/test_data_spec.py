@@ -152,3 +152,18 @@ def test_span_overlap_rule_is_cstps_shift_and_rates_fit_the_video(tmp_path):
     video = frame_folder(tmp_path / "v", 40)  # 40 frames: pace 1 and 2 fit a 16-frame clip, 4 and 8 do not
     spec = DataSpec([ClipRequest("a", 16, 8, frame_skip=1, rate_choices=(1, 2, 4, 8))])
     assert {VideoDataset([video], spec)[(0, s)]["a_rate"] for s in range(30)} == {0, 1}
+
+
+def test_crop_as_cuts_the_same_region(tmp_path):
+    video = frame_folder(tmp_path / "v", 30, size=(24, 60))
+    spec = DataSpec([ClipRequest("a", 4, 8, "square", frame_skip=1),
+                     ClipRequest("b", 4, 8, "square", placement="overlap", anchor="a", overlap_choices=(0.5,),
+                                 crop_as="a")])
+    offsets = set()
+    for seed in range(8):
+        s = VideoDataset([video], spec)[(0, seed)]
+        assert torch.equal(s["a_box"], s["b_box"])
+        offsets.add(int(s["a_box"][0, 1]))
+    assert len(offsets) > 1  # still a random square, shared by both
+    with pytest.raises(ValueError, match="crop_as 'c' must be an earlier request"):
+        DataSpec([ClipRequest("a", 4, 8), ClipRequest("b", 4, 8, crop_as="c")])

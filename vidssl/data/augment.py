@@ -95,10 +95,11 @@ class FrameCrop:
     def __call__(self, clip: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.crop(clip, generator)[0]
 
-    def crop(self, clip: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cropped clip, the (T, 4) boxes it was cut from)."""
+    def crop(self, clip: torch.Tensor, generator: torch.Generator,
+             boxes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cropped clip, the (T, 4) boxes it was cut from); `boxes` given = cut those (one per frame, or one)."""
         frames = clip.numpy()
-        boxes = self.boxes(*frames.shape[:3], generator)
+        boxes = self.boxes(*frames.shape[:3], generator) if boxes is None else boxes[:1].expand(len(frames), 4)
         out = [resize_frame(f[t:t + h, l:l + w], (self.size, self.size))
                for f, (t, l, h, w) in zip(frames, boxes.tolist())]
         return torch.from_numpy(np.stack(out)), boxes

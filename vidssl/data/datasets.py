@@ -153,7 +153,8 @@ class VideoDataset(torch.utils.data.Dataset):
                     idx = clip_indices(reader.num_frames, req.length, step, start)
                     clip = reader.get_frames(idx)
                     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-                    clip, box = self.crops[req.name].crop(clip, g)
+                    same = sample[f"{req.crop_as}_box"].reshape(-1, 4)[:1] if req.crop_as else None  # its region
+                    clip, box = self.crops[req.name].crop(clip, g, same)
                     clips.append(clip)
                     boxes.append(box)
                     indices.append(idx)

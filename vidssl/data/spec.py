@@ -10,6 +10,8 @@ sample (and, stacked, of the batch) under its name:
   "overlap" (shares a fraction drawn from `overlap_choices` of its frames with the anchor, before or after it;
   label `<name>_overlap`; `overlap_rule` "span" moves the start by (1 - r) of the clip's span instead, as CSTP), "gap" (starts `gap` clip steps after the anchor ends), "same" (the anchor's start);
 - a crop policy applied in the workers (`vidssl.data.augment.FrameCrop`): per_frame | per_clip | square | resize;
+  `crop_as` names an earlier request whose region (its first frame's box) this one cuts too (e.g. two clips of one
+  video on the same square canvas, for crops made on the device with known geometry);
 - `<name>_index` holds the source frame indices (int64, (count,) T) and `<name>_box` the crop boxes ((count,)
   T, 4: top, left, h, w in source pixels); the sample also holds the video's "path".
 
@@ -43,6 +45,7 @@ class ClipRequest:
     overlap_choices: tuple = ()
     overlap_rule: str = "frames"  # "frames": share round(r * length) frames; "span": CSTP's shift (datasets.py)
     gap: int = 0
+    crop_as: Optional[str] = None  # cut the same region as this earlier request (its first frame's box)
 
     def __post_init__(self):
         where = f"clip request {self.name!r}"
@@ -76,5 +79,6 @@ class DataSpec:
         if not names or len(set(names)) != len(names):
             raise ValueError(f"a data spec needs requests with distinct names, got {names}")
         for i, r in enumerate(self.requests):
-            if r.anchor is not None and r.anchor not in names[:i]:
-                raise ValueError(f"clip request {r.name!r}: anchor {r.anchor!r} must be an earlier request")
+            for role, other in (("anchor", r.anchor), ("crop_as", r.crop_as)):
+                if other is not None and other not in names[:i]:
+                    raise ValueError(f"clip request {r.name!r}: {role} {other!r} must be an earlier request")
