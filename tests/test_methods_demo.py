@@ -1,12 +1,13 @@
 """Every method of tests/method_cases.py, trained from its demo YAML on real video (tiny overrides): the run
 logs finite losses and its schedules' values, an interrupted + resumed run reaches the same weights and state
 (EMA teachers, queues, centres: all buffers) as an uninterrupted one, and the exported encoder alone evaluates
-on a DAVIS-layout set."""
+on a DAVIS-layout set and extracts features with `vidssl extract`."""
 import json
 import math
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from eval_davis.__main__ import main as eval_main
 from method_cases import TINY
 from vidssl.config import load_config
 from vidssl.engine import load_checkpoint, train
+from vidssl.features import main as extract_main
 from vidssl.methods import build_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,3 +64,8 @@ def test_demo_trains_resumes_exactly_and_its_encoder_evaluates(tmp_path, video_d
     summary = eval_main(["--davis-root", root, "--sequences", names[0], "--out", str(tmp_path / "ev"),
                          "--checkpoint", str(full), "--no-overlays"])
     assert 0.0 <= summary["J&F-Mean"] <= 1.0 and name in summary["encoder"]
+    frames = os.path.join(root, "JPEGImages", "480p", names[0])
+    extract_main(["--input", frames, "--out", str(tmp_path / "feats"), "--checkpoint", str(full), "--mode", "dense"])
+    (record,) = [json.loads(line) for line in open(tmp_path / "feats" / "manifest.jsonl")]
+    feats = np.load(tmp_path / "feats" / record["file"])
+    assert feats.shape[0] == 6 and np.isfinite(feats).all()

@@ -51,3 +51,18 @@ def test_video_backbone_evaluates_and_extracts_without_training(tmp_path, tiny_d
                   "--clip-len", "4"])
     (rec,) = [json.loads(line) for line in open(tmp_path / "dense" / "manifest.jsonl")]
     assert np.load(tmp_path / "dense" / rec["file"]).shape == (6, 256, 6, 8)  # layer3: stride 8 of 48 x 64
+
+
+def test_collapse_is_warned_with_its_step(tmp_path, sample_videos, monkeypatch, capsys):
+    from vidssl.config import load_config
+    from vidssl.engine import train
+    from vidssl.methods.byol import BYOL
+
+    forward = BYOL.forward
+    monkeypatch.setattr(BYOL, "forward", lambda self, batch: {**forward(self, batch), "z_std": torch.tensor(1e-6)})
+    train(load_config(os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "byol_demo.yaml"),
+                      [f"data.root={sample_videos[2]}", f"out={tmp_path}", "trainer.max_steps=2", "data.num_workers=0",
+                       "trainer.batch_size=2", "data.img_size=40", "method.crop_size=32", "trainer.log_every=2",
+                       "trainer.tensorboard=false"]))
+    out = capsys.readouterr().out
+    assert "warning: step 1:" in out and "warning: step 2:" in out and "collapsing" in out
