@@ -72,3 +72,20 @@ def test_kill_9_during_extraction_then_rerun(tmp_path, sample_videos):
     assert not list(out.glob("*.tmp*"))
     arrays = [np.load(out / f"v{i}.mp4.npy") for i in range(6)]
     assert all(a.shape == arrays[0].shape for a in arrays) and all(np.isfinite(a).all() for a in arrays)
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_results_then_rerun(tmp_path, tiny_davis):
+    root, names = tiny_davis
+    out, clean = tmp_path / "ev", tmp_path / "clean"
+    command = lambda o: [sys.executable, "-m", "eval_davis", "--davis-root", root, "--out", str(o), "--init", "pixels"]  # noqa: E731
+    cmd = command(out)
+    first = out / "results" / names[0]
+    kill_when(cmd, lambda: first.is_dir() and len(os.listdir(first)) >= 2)  # mid-way through the PNGs/overlays
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    subprocess.run(command(clean), check=True, capture_output=True, env=env)
+    rerun, fresh = (json.load(open(d / "summary.json")) for d in (out, clean))
+    assert rerun["J&F-Mean"] == fresh["J&F-Mean"] and rerun["J-Mean"] == fresh["J-Mean"]
+    assert (open(out / "results" / "per-sequence_results-val.csv").read()
+            == open(clean / "results" / "per-sequence_results-val.csv").read())
