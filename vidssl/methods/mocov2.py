@@ -1,0 +1,113 @@
+"""MoCo v2 on single video frames (Chen, Fan, Girshick, He, "Improved Baselines with Momentum Contrastive
+Learning", arXiv 2003.04297; He et al. CVPR 2020 for MoCo; official code facebookresearch/moco main_moco.py with
+--mlp --aug-plus --cos and moco/builder.py).
+
+Two views of a frame with MoCo v2's augmentation (`mocov2_view`: crop 0.2-1, colour jitter 0.4/0.4/0.4/0.1 with
+p 0.8, grayscale 0.2, Gaussian blur sigma 0.1-2 with p 0.5, flip). The query encoder is backbone -> MLP head
+(Linear(C, C) - ReLU - Linear(C, 128), no BN: builder.py's `mlp` hack on the fc); the key encoder is a momentum
+copy of both (momentum 0.999, constant; BN statistics its own). The query view is scored against its key and a
+queue of 65536 past keys (vidssl.models.queue.FeatureQueue) with InfoNCE at temperature 0.2
+(vidssl.losses.contrastive.moco_loss); the keys of the step are then enqueued (gathered over ranks, no
+gradient, so every rank holds the same queue; the queue size must be a multiple of the global batch).
+
+Shuffle BN (builder.py `_batch_shuffle_ddp`): the key batch is permuted across the global batch before the key
+encoder and the keys are put back in order after it (vidssl.engine.dist.batch_shuffle / batch_unshuffle), so a
+key's BatchNorm statistics come from other samples than its query's. The permutation is drawn from the step's
+generator (a seed drawn in `device_augment`), so resume is exact. It also runs in one process, where it
+leaves batch statistics unchanged (the official code only supports DDP).
+
+The official loss is asymmetric (view 1 queries, view 2 keys); `symmetric=True` adds the swapped term and
+enqueues both views' keys, as the CIFAR demo of the official repo (colab/moco_cifar10_demo.ipynb).
+
+Deviations: the key encoder moves after each optimizer step instead of at the start of the next forward (the
+same weights at every key computation); the learning rate's cosine is per step, the official one per epoch; the
+blur kernel is 10% of the side (vidssl/data/views.py) where the official code uses PIL's radius-sigma blur.
+Evaluation reads the query backbone (main_lincls.py loads `encoder_q`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vidssl.data.spec import ClipRequest, DataSpec
+from vidssl.data.views import ViewRecipe, augment_views
+from vidssl.engine.dist import batch_shuffle, batch_unshuffle
+from vidssl.losses.contrastive import moco_loss
+from vidssl.methods.base import Method, register
+from vidssl.methods.simclr import build_frame_backbone, embedding_std
+from vidssl.models.ema import ema_update, momentum_copy
+from vidssl.models.heads import mlp
+from vidssl.models.queue import FeatureQueue
+
+
+def mocov2_view(size: int = 224, min_scale: float = 0.2) -> ViewRecipe:
+    """MoCo v2's augmentation (main_moco.py `--aug-plus`): no solarisation, the same recipe for both views."""
+    return ViewRecipe(size=size, scale=(min_scale, 1.0), brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                      jitter_p=0.8, grayscale_p=0.2, blur_p=0.5, solarize_p=0.0)
+
+
+@register("mocov2")
+class MoCoV2(Method):
+    ddp_kwargs = {"broadcast_buffers": False}  # queues are identical on every rank; BN statistics stay per rank
+
+    def __init__(self, backbone: str = "resnet50", backbone_kwargs: dict | None = None, mlp_head: bool = True,
+                 hidden: int | None = None, dim: int = 128, queue_size: int = 65536, momentum: float = 0.999,
+                 temperature: float = 0.2, crop_size: int = 224, min_scale: float = 0.2, shuffle_bn: bool = True,
+                 symmetric: bool = False):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"method.temperature must be > 0, got {temperature}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"method.momentum must lie in [0, 1], got {momentum}")
+        self.backbone = build_frame_backbone(backbone, backbone_kwargs, "mocov2")
+        c = self.backbone.out_channels
+        self.head = mlp(c, hidden or c, dim, num_layers=2 if mlp_head else 1, batch_norm=False)
+        self.key_backbone = momentum_copy(self.backbone)
+        self.key_head = momentum_copy(self.head)
+        self.queue = FeatureQueue(queue_size, dim)
+        self.momentum, self.temperature = momentum, temperature
+        self.shuffle_bn, self.symmetric = shuffle_bn, symmetric
+        self.view = mocov2_view(crop_size, min_scale)
+
+    def data_spec(self, d) -> DataSpec:
+        return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
+
+    def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
+        frames = batch["frame"][:, 0]  # (B, H, W, 3)
+        views = [augment_views(frames, self.view, generator) for _ in range(2)]
+        # shuffle BN's permutation seed, one per sample to stay batch-first (rank 0's permutation is broadcast)
+        seed = torch.randint(0, 2**62, (frames.shape[0],), generator=generator)
+        return {**batch, "views": views, "shuffle_seed": seed}
+
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.backbone.forward_global(x)).float(), dim=1)
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        """L2-normalised keys of `x` in its order; the key encoder sees the batch shuffled (shuffle BN)."""
+        if self.shuffle_bn:
+            x, undo = batch_shuffle(x, torch.Generator().manual_seed(seed))
+        k = F.normalize(self.key_head(self.key_backbone.forward_global(x)).float(), dim=1)
+        return batch_unshuffle(k, undo) if self.shuffle_bn else k
+
+    def forward(self, batch: dict) -> dict:
+        im1, im2 = batch["views"]
+        seed = int(batch["shuffle_seed"][0])
+        negatives = self.queue.keys.clone()  # the queue is overwritten below, before backward
+        q1, k2 = self.query(im1), self.keys(im2, seed)
+        loss = moco_loss(q1, k2, negatives, self.temperature)
+        new_keys = k2
+        if self.symmetric:
+            q2, k1 = self.query(im2), self.keys(im1, seed + 1)
+            loss = loss + moco_loss(q2, k1, negatives, self.temperature)
+            new_keys = torch.cat([k2, k1])
+        self.queue.push(new_keys)
+        return {"loss": loss, "z_std": embedding_std(q1)}
+
+    def schedules(self, max_steps: int) -> dict:
+        return {"ema_momentum": lambda s: self.momentum}  # constant in MoCo (builder.py `m`)
+
+    def after_optimizer_step(self, step: int, values: dict) -> None:
+        m = values["ema_momentum"]
+        ema_update(self.key_backbone, self.backbone, m)
+        ema_update(self.key_head, self.head, m)
