@@ -30,6 +30,21 @@ ColorJitter (and so solo-learn/lightly) draws the order per image, as does the o
 The luma inside kornia's contrast/saturation uses BT.601 weights (0.299, 0.587, 0.114); torchvision and
 `to_grayscale` here use (0.2989, 0.587, 0.114): a difference below 1e-4 on [0, 1] values.
 
+Random fields (Mansfield, Afkanpour, Morningstar, Singhal, "Random Field Augmentations for Self-Supervised
+Representation Learning", arXiv 2311.03629, NeurIPS 2023 workshop; no official code): local transformations
+whose parameters vary smoothly from pixel to pixel, each an independent Gaussian random field (GRF). Off by
+default (`field_p` = `color_field_p` = 0: recipes without them draw and compute exactly as before). With
+probability `field_p` a clip is warped by a smooth random displacement (`random_field_warp`: per-pixel
+translation = `field_amplitude` x a unit GRF per axis, right after the crop); with probability `color_field_p`
+its brightness, saturation and hue vary per pixel (`random_field_color`, after colour jitter): factors
+1 + a_b g_b, 1 + a_s g_s and a hue shift a_h g_h turns, (a_b, a_s, a_h) = `color_field_strength`. The GRF
+(`gaussian_random_field`) is white noise filtered by a Gaussian (an exactly stationary, unit-variance field with
+squared-exponential correlation exp(-d^2 / (2 l^2)) at distance d for length scale l = `field_scale` x side).
+The paper's spatial family also has local rotation, scale and shear fields, and its strengths and length scales
+are its own parametrisation; vidssl implements the translation and the hue/saturation/brightness forms, and
+every field is the same for all frames of a clip. The noise comes from a seed drawn from the step's generator
+and regenerated on the data's device (exact resume on the same device type).
+
 Differences from the official BYOL code (deepmind-research byol/utils/augmentations.py, TF conventions), kept
 on purpose because solo-learn, lightly and most PyTorch reproductions use torchvision's: there brightness adds
 a delta ~ U(-0.4, 0.4), contrast blends each channel with its own mean, saturation scales HSV saturation, and
@@ -51,7 +66,8 @@ from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, sample_rrc_boxes
 
 __all__ = ["ViewRecipe", "ViewParams", "BYOL_VIEWS", "augment_views", "augment_clip_views", "draw_view_params",
            "apply_view_params", "blur_kernel_size", "adjust_brightness", "adjust_contrast", "adjust_saturation",
-           "adjust_hue", "to_grayscale", "gaussian_blur", "solarize"]
+           "adjust_hue", "to_grayscale", "gaussian_blur", "solarize", "gaussian_random_field", "random_field_warp",
+           "random_field_color"]
 
 # torchvision's rgb_to_grayscale and the official BYOL code (ITU-R 601-2 luma, as TF rounds it).
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -76,6 +92,12 @@ class ViewRecipe:
     solarize_p: float = 0.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    field_p: float = 0.0  # random-field warp (Mansfield et al. 2023): probability per clip
+    field_scale: float = 0.1  # its GRF length scale, a fraction of `size`
+    field_amplitude: float = 0.02  # std of the per-pixel displacement, a fraction of `size`
+    color_field_p: float = 0.0  # random-field brightness / saturation / hue: probability per clip
+    color_field_scale: float = 0.1  # their GRF length scale, a fraction of `size`
+    color_field_strength: tuple[float, float, float] = (0.2, 0.2, 0.05)  # std of the factors / hue shift (turns)
 
 
 # BYOL's asymmetric pair: Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020, Appendix B (Image
@@ -136,6 +158,61 @@ def solarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
 _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
+# --- Gaussian random fields (Mansfield et al. 2023) ----------------------------------------------------------------
+
+def gaussian_random_field(n: int, h: int, w: int, length_scale: float,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """n independent stationary GRFs (n, h, w) of zero mean and unit variance whose correlation at distance d
+    (pixels) is exp(-d^2 / (2 length_scale^2)): white noise on a canvas larger by 3 kernel sigmas on each side,
+    filtered by a normalised Gaussian of sigma length_scale / sqrt(2) ('valid', so no border effect), divided by
+    the kernel's L2 norm. length_scale <= 0 gives white noise. Drawn on `generator`'s device from it."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    sigma = length_scale / math.sqrt(2.0)
+    r = math.ceil(3 * sigma) if sigma > 0 else 0
+    noise = torch.randn(n, 1, h + 2 * r, w + 2 * r, generator=generator, device=device)
+    if r == 0:
+        return noise[:, 0]
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    field = torch.nn.functional.conv2d(noise, k.view(1, 1, 1, -1))
+    field = torch.nn.functional.conv2d(field, k.view(1, 1, -1, 1))
+    return field[:, 0] / k.square().sum()  # the 2D kernel's L2 norm is |k|^2: unit variance
+
+
+def random_field_warp(images: torch.Tensor, field: torch.Tensor, amplitude) -> torch.Tensor:
+    """Warp images (N, C, H, W) by a displacement field (N, 2, H, W) (x then y, unit GRFs) times `amplitude`
+    (pixels; a float or one per image): out[y, x] = images[y + a f_y(y, x), x + a f_x(y, x)], bilinear,
+    reflected at the borders. amplitude 0 is the identity; a constant field a translation."""
+    N, _, H, W = images.shape
+    a = torch.as_tensor(amplitude, dtype=images.dtype, device=images.device).reshape(-1, 1, 1, 1)
+    disp = field.to(images.dtype) * a  # pixels
+    ys = torch.arange(H, dtype=images.dtype, device=images.device)
+    xs = torch.arange(W, dtype=images.dtype, device=images.device)
+    gx = (xs.view(1, 1, W) + disp[:, 0] + 0.5) * (2.0 / W) - 1.0  # pixel centres, align_corners=False
+    gy = (ys.view(1, H, 1) + disp[:, 1] + 0.5) * (2.0 / H) - 1.0
+    grid = torch.stack([gx.expand(N, H, W), gy.expand(N, H, W)], dim=-1)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
+                                           align_corners=False)
+
+
+def random_field_color(x: torch.Tensor, fields: torch.Tensor, strength) -> torch.Tensor:
+    """Per-pixel colour jitter on float RGB (N, 3, H, W) in [0, 1] from unit GRFs (N, 3, H, W): brightness
+    x * (1 + a_b g_b), saturation blend with the luma by 1 + a_s g_s (both clamped to [0, 1], torchvision's
+    conventions pixel by pixel), hue shifted by a_h g_h turns; (a_b, a_s, a_h) = strength."""
+    a_b, a_s, a_h = strength
+    if a_b:
+        x = (x * (1 + a_b * fields[:, 0:1])).clamp(0, 1)
+    if a_s:
+        f = 1 + a_s * fields[:, 1:2]
+        x = (f * x + (1 - f) * to_grayscale(x)).clamp(0, 1)
+    if a_h:
+        hsv = kornia.color.rgb_to_hsv(x)
+        hue = torch.remainder(hsv[:, 0:1] + a_h * fields[:, 2:3] * (2 * math.pi), 2 * math.pi)
+        x = kornia.color.hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], dim=1))
+    return x
+
+
 # --- random parameters -----------------------------------------------------------------------------------------
 
 @dataclass
@@ -151,6 +228,10 @@ class ViewParams:
     blur: torch.Tensor
     sigma: torch.Tensor
     solarize: torch.Tensor
+    field: torch.Tensor | None = None  # (n,) bool: random-field warp; None when the recipe has it off
+    color_field: torch.Tensor | None = None  # (n,) bool: random-field colour
+    field_seed: int | None = None  # regenerates the fields' noise on the data's device
+
 
 
 def _uniform(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -167,9 +248,14 @@ def draw_view_params(recipe: ViewRecipe, n: int, height: int, width: int,
     b, c, s, h = recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue
     factors = torch.stack([_uniform(u[:, 2], max(0.0, 1 - b), 1 + b), _uniform(u[:, 3], max(0.0, 1 - c), 1 + c),
                            _uniform(u[:, 4], max(0.0, 1 - s), 1 + s), _uniform(u[:, 5], -h, h)], dim=1)
-    return ViewParams(boxes=boxes, flip=u[:, 0] < recipe.flip_p, jitter=u[:, 1] < recipe.jitter_p,
-                      factors=factors, order=order, gray=u[:, 6] < recipe.grayscale_p, blur=u[:, 7] < recipe.blur_p,
-                      sigma=_uniform(u[:, 8], *recipe.blur_sigma), solarize=u[:, 9] < recipe.solarize_p)
+    params = ViewParams(boxes=boxes, flip=u[:, 0] < recipe.flip_p, jitter=u[:, 1] < recipe.jitter_p,
+                        factors=factors, order=order, gray=u[:, 6] < recipe.grayscale_p, blur=u[:, 7] < recipe.blur_p,
+                        sigma=_uniform(u[:, 8], *recipe.blur_sigma), solarize=u[:, 9] < recipe.solarize_p)
+    if recipe.field_p > 0 or recipe.color_field_p > 0:  # drawn only then: recipes without fields are unchanged
+        v = torch.rand(n, 2, generator=generator)
+        params.field, params.color_field = v[:, 0] < recipe.field_p, v[:, 1] < recipe.color_field_p
+        params.field_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return params
 
 
 # --- application -----------------------------------------------------------------------------------------------
@@ -199,6 +285,16 @@ def apply_view_params(clips: torch.Tensor, params: ViewParams, recipe: ViewRecip
     rois = torch.stack([torch.arange(N * T), left, top, left + w, top + h], dim=1).float()
     x = roi_align(x, rois.to(dev), output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
+    field_gen = None if params.field_seed is None else torch.Generator(device=dev).manual_seed(params.field_seed)
+
+    def fields(i: torch.Tensor, count: int, scale: float) -> torch.Tensor:
+        """`count` unit GRFs per selected clip, the same for its T frames (i: clip of each frame)."""
+        g = gaussian_random_field(len(i) // T * count, size, size, scale * size, field_gen)
+        return g.view(-1, count, size, size).repeat_interleave(T, dim=0)
+
+    if params.field is not None and recipe.field_amplitude > 0:
+        x = _apply_to(x, params.field, T, lambda v, i: random_field_warp(
+            v, fields(i, 2, recipe.field_scale), recipe.field_amplitude * size))
     x = _apply_to(x, params.flip, T, lambda v, i: v.flip(-1))
 
     ops = [(_JITTER_OPS[k], k) for k in params.order.tolist()
@@ -212,6 +308,9 @@ def apply_view_params(clips: torch.Tensor, params: ViewParams, recipe: ViewRecip
 
     if ops:
         x = _apply_to(x, params.jitter, T, jitter)
+    if params.color_field is not None and any(recipe.color_field_strength):
+        x = _apply_to(x, params.color_field, T, lambda v, i: random_field_color(
+            v, fields(i, 3, recipe.color_field_scale), recipe.color_field_strength))
     x = _apply_to(x, params.gray, T, lambda v, i: to_grayscale(v).contiguous())
     k = blur_kernel_size(size)
     if k > 1:

@@ -25,11 +25,24 @@ Registered names:
 - "timm:<model>" (`pretrained` defaults to False and is never recorded in `spec`): ViTs give their patch
   tokens as a (ceil(H/p), ceil(W/p)) map (stride = patch size p; the input is zero-padded to whole patches),
   CNNs their last feature stage at stride <= 8.
+  ViT-S/16 and ViT-S/8 ("timm:vit_small_patch16_224", "timm:vit_small_patch8_224", DINO's models) match DINO's
+  video segmentation evaluation (facebookresearch/dino eval_video_segmentation.py `extract_feature`): it reads
+  `get_intermediate_layers(x, n=1)`, the last block's tokens after the final LayerNorm, drops the CLS token and
+  reshapes the patch tokens to (H/p, W/p); here `forward_dense` is timm's `forward_features` (also normed) without
+  the prefix tokens, reshaped the same way (row-major patches), and `forward_global` the normed CLS token (DINO's
+  `model(x)`). Any input size works: timm is built with `dynamic_img_size=True`, which resamples the position
+  embedding to the patch grid (bicubic, antialiased when it shrinks; DINO's `interpolate_pos_encoding` is
+  bicubic by a scale factor with a +0.1 offset: near-identical values when it grows, as at DAVIS's 480p), and
+  `dynamic_img_pad=True`. DINO feeds frames whose sides are multiples of 64 (480 px short side), where both
+  agree; on other sizes DINO's patch conv drops the last partial patch and vidssl pads it. DINO's checkpoints use
+  timm's parameter names (its vision_transformer.py), so `load_backbone_weights` loads them directly (a training
+  checkpoint's "teacher" dict too: its "backbone." / "module." prefixes are stripped).
 - "r3d_18", "mc3_18", "r2plus1d_18", "s3d": torchvision video models (weights=None) without pooling and
   classifier; other keywords go to the torchvision constructor. `out_layer`: "layer3" or "layer4" (default)
   for the ResNets; for s3d "layer3" = features[:7] (through Mixed_3c, spatial stride 8), "layer4" =
   features[:13] (through Mixed_4f, stride 16), "layer5" = all of `features` (Mixed_5c, stride 32, default).
-All names are torchvision's / timm's own, so their state dicts load with `load_backbone_weights`.
+- "slow_r50": SlowFast's Slow-only 3D ResNet-50 (vidssl/models/slow.py, registered when vidssl.models loads).
+All names are torchvision's / timm's / SlowFast's own, so their state dicts load with `load_backbone_weights`.
 """
 from __future__ import annotations
 
