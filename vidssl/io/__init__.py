@@ -1,6 +1,7 @@
 """Decoding: videos (several backends) and frame folders, behind one reader interface."""
 from vidssl.io.frames import FrameFolderReader, list_frames, read_davis_mask, read_image, write_davis_mask
 from vidssl.io.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, available_backends
+from vidssl.io.motion_vectors import MotionVectorReader, read_motion_vectors  # noqa: E402
 
 __all__ = ["VideoReader", "FrameFolderReader", "VideoDecodeError", "available_backends", "open_video",
            "VIDEO_EXTENSIONS", "list_frames", "read_image", "read_davis_mask", "write_davis_mask"]

@@ -1,0 +1,119 @@
+"""read_motion_vectors on synthetic videos (a textured square moving right 2 px a frame) and data_prep.reencode."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from data_prep.reencode import main as reencode_main
+from vidssl.io import VideoDecodeError, read_motion_vectors
+from vidssl.io.motion_vectors import rasterize_motion_vectors
+
+H, W, N, GOP = 96, 128, 20, 8
+
+
+def square_frames(n=N):
+    rng = np.random.default_rng(0)
+    bg = (rng.random((H, W, 3)) * 60 + 100).astype(np.uint8)
+    tex = cv2.resize((rng.random((8, 8, 3)) * 255).astype(np.uint8), (32, 32), interpolation=cv2.INTER_LINEAR)
+    for t in range(n):
+        img = bg.copy()
+        img[32:64, 20 + 2 * t:52 + 2 * t] = tex
+        yield img
+
+
+def write(path, codec, gop=GOP, options=None, pix_fmt="yuv420p"):
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = W, H, pix_fmt
+        s.codec_context.gop_size, s.codec_context.max_b_frames = gop, 0
+        if options:
+            s.codec_context.options = options
+        for img in square_frames():
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)))
+        c.mux(s.encode(None))
+    return str(path)
+
+
+CODECS = {"mpeg4": ("mpeg4", {"flags": "+qscale", "global_quality": "236"}),
+          "h264": ("libx264", {"bf": "0", "refs": "1", "g": str(GOP), "keyint_min": str(GOP), "sc_threshold": "0"})}
+
+
+@pytest.fixture(scope="module", params=sorted(CODECS))
+def square_video(request, tmp_path_factory):
+    codec, opts = CODECS[request.param]
+    return write(tmp_path_factory.mktemp("mv") / f"square_{request.param}.mp4", codec, options=opts)
+
+
+def test_square_moving_right_reads_plus_two(square_video):
+    mv, types = read_motion_vectors(square_video, with_types=True)
+    assert mv.shape == (N, H, W, 2) and mv.dtype == np.float32
+    assert types == ["I" if t % GOP == 0 else "P" for t in range(N)]
+    for t in range(N):
+        inside = mv[t, 36:60, 24 + 2 * t:48 + 2 * t].reshape(-1, 2)
+        if types[t] == "I":
+            assert not mv[t].any()
+        else:
+            assert np.median(inside, 0) == pytest.approx([2.0, 0.0], abs=0.25), t
+
+
+def test_indices_seek_and_cells(square_video):
+    full = read_motion_vectors(square_video)
+    part = read_motion_vectors(square_video, [13, 5, 13])
+    np.testing.assert_array_equal(part, full[[13, 5, 13]])
+    coarse = read_motion_vectors(square_video, [5], cell=4)
+    assert coarse.shape == (1, H // 4, W // 4, 2)
+    np.testing.assert_array_equal(coarse[0], full[5, ::4, ::4])
+    with pytest.raises(IndexError):
+        read_motion_vectors(square_video, [N])
+    with pytest.raises(ValueError):
+        read_motion_vectors(square_video, [1], cell=3)
+
+
+def test_files_without_vectors_raise_naming_the_file(tmp_path):
+    mjpeg = write(tmp_path / "intra.avi", "mjpeg", pix_fmt="yuvj420p")
+    all_intra = write(tmp_path / "gop1.mp4", "mpeg4", gop=1)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "00000.jpg"), np.zeros((8, 8, 3), np.uint8))
+    for path in (mjpeg, all_intra, str(folder), str(tmp_path / "missing.mp4")):
+        with pytest.raises(VideoDecodeError) as e:
+            read_motion_vectors(path)
+        assert e.value.path == str(path)
+
+
+def test_rasterize_by_hand():
+    dt = np.dtype([("source", "<i4"), ("w", "u1"), ("h", "u1"), ("src_x", "<i2"), ("src_y", "<i2"), ("dst_x", "<i2"),
+                   ("dst_y", "<i2"), ("flags", "<u8"), ("motion_x", "<i4"), ("motion_y", "<i4"), ("motion_scale", "<u2")])
+    mvs = np.array([
+        (-1, 16, 16, 0, 0, 8, 8, 0, -8, 4, 4),     # block [0,16)x[0,16) from the past: content moved (+2, -1)
+        (1, 16, 16, 0, 0, 8, 8, 0, 12, 0, 4),      # same block from the future: ignored (past wins)
+        (1, 8, 8, 0, 0, 20, 4, 0, 6, -2, 2),        # block x [16,24), y [0,8) future only: (+3, -1)
+    ], dtype=dt)
+    out = rasterize_motion_vectors(mvs, 18, 26, cell=1)
+    want = np.zeros((18, 26, 2), np.float32)
+    for y in range(16):
+        for x in range(16):
+            want[y, x] = (2.0, -1.0)
+    for y in range(8):
+        for x in range(16, 24):
+            want[y, x] = (3.0, -1.0)
+    np.testing.assert_array_equal(out, want)
+
+
+def test_reencode_gives_the_coviar_convention(tmp_path):
+    src = tmp_path / "in" / "cls"
+    src.mkdir(parents=True)
+    write(src / "a.mp4", "libx264", gop=250, options={"bf": "2", "refs": "3"})  # B-frames, multi-reference
+    assert "B" in read_motion_vectors(str(src / "a.mp4"), with_types=True)[1]
+    for codec in ("mpeg4", "h264"):
+        out = tmp_path / codec
+        args = ["--root", str(tmp_path / "in"), "--out", str(out), "--codec", codec, "--gop", "6"]
+        assert reencode_main(args)["done"] == 1
+        assert reencode_main(args)["skipped"] == 1  # resumable: finished videos are skipped
+        mv, types = read_motion_vectors(str(out / "cls" / "a.mp4"), with_types=True)
+        assert types == ["I" if t % 6 == 0 else "P" for t in range(N)]
+        assert np.median(mv[7, 36:60, 38:62].reshape(-1, 2), 0) == pytest.approx([2.0, 0.0], abs=0.25)
+    assert not os.path.exists(tmp_path / "mpeg4" / "failed_0of1.tsv")
