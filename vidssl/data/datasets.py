@@ -67,7 +67,8 @@ def discover_sources(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
     return sorted(sources)
 
 
-OVERLAP_DRAWS = 20
+OVERLAP_DRAWS = 20  # tries of an overlap class and side within one draw (CSTP redraws until it fits)
+PLACEMENT_DRAWS = 3  # draws of a video's plan before it is listed as too short for it
 
 
 def overlap_shift(req: ClipRequest, rate: float, step: float) -> float:
@@ -173,7 +174,7 @@ class VideoDataset(torch.utils.data.Dataset):
         them and stops with that one message instead of retrying the same file."""
         index, seed = item if isinstance(item, tuple) else (item, int(item))
         video = index // self.clips_per_video
-        skipped, failed = [], set()  # failed: videos that will fail again (unreadable, too short)
+        skipped, misses, failed = [], {}, set()  # failed: videos that will fail again (unreadable, too short)
         for attempt in range(self.max_skips + 1):
             if len(failed) == len(self.sources):
                 break
@@ -185,16 +186,21 @@ class VideoDataset(torch.utils.data.Dataset):
                 if self.spec.transform is not None:
                     sample = self.spec.transform(sample, torch.Generator().manual_seed(int(rng.integers(2**62))))
                 return {**sample, "video": video, "skipped": skipped}
+            except PlacementMiss as e:  # this draw did not fit: draw again; listed once every draw missed
+                misses[video] = misses.get(video, 0) + 1
+                if misses[video] == PLACEMENT_DRAWS:
+                    skipped.append(f"{e.path}\t{e.reason} in {PLACEMENT_DRAWS} draws")
+                    failed.add(video)
+                    video = (video + 1) % len(self.sources)
             except VideoDecodeError as e:
                 skipped.append(f"{e.path}\t{e.reason}")
-                if not isinstance(e, PlacementMiss):
-                    failed.add(video)
+                failed.add(video)
                 video = (video + 1) % len(self.sources)
         every = len(failed) == len(self.sources)
         what = (f"{'the only video' if len(self.sources) == 1 else f'all {len(failed)} videos'} failed" if every
-                else f"{len(skipped)} videos in a row failed")
-        return {"unusable": f"no usable training video: {what}; first: {skipped[0].replace(chr(9), ': ')}",
-                "skipped": skipped}
+                else f"{self.max_skips + 1} draws in a row failed")
+        first = skipped[0].replace("\t", ": ") if skipped else "its clip plan did not fit"
+        return {"unusable": f"no usable training video: {what}; first: {first}", "skipped": skipped}
 
 
 def collate(samples: list[dict]) -> dict:
