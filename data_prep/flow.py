@@ -22,17 +22,11 @@ import os
 import cv2
 import numpy as np
 
-from data_prep.shards import add_shard_args, output_path, run_per_video
-from vidssl.data.statistics import FLOW_BOUND, encode_flow, flow_estimator
+from data_prep.shards import add_shard_args, run_per_video
+from vidssl.data.statistics import FLOW_BOUND, FLOW_SUFFIX, encode_flow, flow_estimator
 from vidssl.io import open_video
 
-SUFFIX = ".flow"
 CHUNK = 32  # frames decoded at a time
-
-
-def flow_dir(source: str, root: str, out: str) -> str:
-    """Where `python -m data_prep.flow --root root --out out` puts the flow of `source`."""
-    return output_path(source, root, out, SUFFIX)
 
 
 def _resize(frame: np.ndarray, short_side: int) -> np.ndarray:
@@ -93,7 +87,7 @@ def main(argv=None) -> int:
         compute_video_flow(source, tmp, args.algorithm, args.dis_preset, args.short_side, args.format,
                            args.quality, args.backend)
 
-    result = run_per_video(args, SUFFIX, work, desc=f"flow ({name})")
+    result = run_per_video(args, FLOW_SUFFIX, work, desc=f"flow ({name})")
     return 1 if result["failed"] else 0
 
 

@@ -19,6 +19,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from vidssl.data.datasets import discover_sources
+from vidssl.io.paths import relative_source
 
 TMP = ".tmp"
 
@@ -39,12 +40,8 @@ def shard_of(items: list, shard: int, num_shards: int) -> list:
 
 
 def output_path(source: str, root: str, out: str, suffix: str) -> str:
-    """OUT/<source relative to root><suffix>; a source outside root (list files) keeps its base name."""
-    base = os.path.dirname(os.path.abspath(root)) if os.path.isfile(root) else os.path.abspath(root)
-    rel = os.path.relpath(os.path.abspath(source), base)
-    if rel.startswith(".."):
-        rel = os.path.basename(source.rstrip(os.sep))
-    return os.path.join(out, rel + suffix)
+    """OUT/<source relative to root><suffix> (vidssl.io.paths.relative_source)."""
+    return os.path.join(out, relative_source(source, root) + suffix)
 
 
 def _remove(path: str) -> None:

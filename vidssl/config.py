@@ -27,6 +27,7 @@ class DataConfig:
     crop_ratio: list = field(default_factory=lambda: [0.7, 1.3])
     backend: str = "auto"
     num_workers: int = 2
+    flow_root: str = ""  # precomputed optical flow (python -m data_prep.flow --out), for methods that use flow
 
 
 @dataclass

@@ -29,18 +29,15 @@ from vidssl.data.datasets import discover_sources
 from vidssl.data.augment import normalize
 from vidssl.eval.encoder import frame_features, load_encoder
 from vidssl.io import VideoDecodeError, open_video
+from vidssl.io.paths import relative_source
 from vidssl.models.dense import global_clip_features
 from vidssl.models.export import resolve_encoder_path
 
 
 def output_name(source: str, root: str) -> str:
-    """A stable, unique file name: the source's path relative to the input folder (or to the list file's or the
-    single video's folder), extension kept, separators as "__": a/clip.mp4 -> a__clip.mp4.npy."""
-    base = root if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
-    rel = os.path.relpath(os.path.abspath(source), os.path.abspath(base))
-    if rel.startswith(".."):  # a list file naming videos elsewhere
-        rel = os.path.abspath(source).lstrip(os.sep)
-    return rel.replace(os.sep, "__") + ".npy"
+    """A stable, unique file name: the source's path relative to the input (vidssl.io.paths.relative_source),
+    extension kept, separators as "__": a/clip.mp4 -> a__clip.mp4.npy."""
+    return relative_source(source, root).replace(os.sep, "__") + ".npy"
 
 
 def output_names(sources: list[str], root: str) -> list[str]:

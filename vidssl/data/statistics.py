@@ -49,6 +49,8 @@ import os
 import cv2
 import numpy as np
 
+from vidssl.io.paths import relative_source
+
 NUM_MOTION, NUM_APPEARANCE = 14, 13
 FLOW_BOUND = 20.0  # flow clipped to +-20 px and stored as round((f + 20) * 255 / 40) (the reference's data)
 _BINS, _UNIT = 8, 45.0
@@ -264,6 +266,15 @@ def clip_flow(frames: np.ndarray, algorithm: str = "dis", dis_preset: str = "med
     f = np.stack([calc(a, b) for a, b in zip(gray[:-1], gray[1:])]) if len(gray) > 1 else \
         np.zeros((0, *frames.shape[1:3], 2), np.float32)
     return f[..., 0], f[..., 1]
+
+
+FLOW_SUFFIX = ".flow"
+
+
+def flow_dir(source: str, root: str, flow_root: str) -> str:
+    """Where `python -m data_prep.flow --root root --out flow_root` puts the flow of `source`:
+    FLOW_ROOT/<source relative to root>.flow (vidssl.io.paths.relative_source)."""
+    return os.path.join(flow_root, relative_source(source, root) + FLOW_SUFFIX)
 
 
 def read_flow(flow_dir: str, indices) -> tuple[np.ndarray, np.ndarray]:

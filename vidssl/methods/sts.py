@@ -13,7 +13,7 @@ Data (reference: 16 consecutive frames of a 128 x 171 resized UCF101 frame, one 
 clip, random horizontal flip): `data.clip_len` frames at `data.frame_rate` fps / every `data.frame_skip`-th,
 one random resized crop per clip (`data.crop_scale`, `data.crop_ratio`; 0.57 of the area = 112^2 / (128 x 171))
 resized to `data.img_size` (a multiple of 8; 112 in the paper). Flow: precomputed by `python -m data_prep.flow`
-under `method.flow_root` (read for the clip's frames and cropped with its boxes), else DIS flow computed in the
+under `data.flow_root` (read for the clip's frames and cropped with its boxes), else DIS flow computed in the
 workers on the cropped clip (slow). The flip (`flip`) mirrors clip and flow before the labels; the reference
 does not negate u when it mirrors the flow (a defect: the mirrored horizontal motion points the wrong way),
 here it does unless `flip_negates_u: false`.
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
 from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.statistics import (NUM_APPEARANCE, NUM_MOTION, appearance_labels, clip_flow, motion_labels,
+from vidssl.data.statistics import (NUM_APPEARANCE, NUM_MOTION, appearance_labels, clip_flow, flow_dir, motion_labels,
                                     partitions, read_clip_flow)
 from vidssl.io import VideoDecodeError
 from vidssl.methods.base import Method, register
@@ -52,8 +52,6 @@ class StatisticsTransform:
     def flow(self, sample: dict, clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.flow_root:
             return clip_flow(clip, "dis", self.dis_preset)
-        from data_prep.flow import flow_dir  # the layout data_prep.flow writes
-
         where = flow_dir(sample["path"], self.data_root, self.flow_root)
         try:
             return read_clip_flow(where, sample[f"{self.name}_index"].tolist(), sample[f"{self.name}_box"].numpy(),
@@ -76,7 +74,7 @@ class StatisticsTransform:
 @register("sts")
 class STS(Method):
     def __init__(self, backbone: str = "r3d_18", backbone_kwargs: dict | None = None, motion_weight: float = 1.0,
-                 appearance_weight: float = 0.1, bias_lr_scale: float = 2.0, flow_root: str = "",
+                 appearance_weight: float = 0.1, bias_lr_scale: float = 2.0,
                  flip: bool = True, flip_negates_u: bool = True, reference_labels: bool = False,
                  dis_preset: str = "medium"):
         super().__init__()
@@ -88,7 +86,7 @@ class STS(Method):
         self.motion_head = nn.Linear(self.backbone.out_channels, NUM_MOTION)
         self.appearance_head = nn.Linear(self.backbone.out_channels, NUM_APPEARANCE)
         self.motion_weight, self.appearance_weight, self.bias_lr_scale = motion_weight, appearance_weight, bias_lr_scale
-        self.flow_root, self.flip, self.flip_negates_u = flow_root, flip, flip_negates_u
+        self.flip, self.flip_negates_u = flip, flip_negates_u
         self.reference_labels, self.dis_preset = reference_labels, dis_preset
 
     def data_spec(self, d) -> DataSpec:
@@ -98,13 +96,13 @@ class STS(Method):
             raise ValueError(f"sts: data.img_size: {e}") from e
         if d.clip_len < 2:
             raise ValueError(f"sts needs data.clip_len >= 2 frames (16 in the paper), got {d.clip_len}")
-        if not self.flow_root:
-            warnings.warn("sts: no method.flow_root: DIS optical flow is computed in the data workers for every clip "
+        if not d.flow_root:
+            warnings.warn("sts: no data.flow_root: DIS optical flow is computed in the data workers for every clip "
                           "(slow; precompute it with `python -m data_prep.flow`)", stacklevel=2)
         crop_scale = d.crop_scale if d.crop_scale is not None else (1.0, 1.0)
         req = ClipRequest("clip", d.clip_len, d.img_size, "per_clip", tuple(crop_scale), tuple(d.crop_ratio),
                           frame_rate=d.frame_rate, frame_skip=d.frame_skip)
-        transform = StatisticsTransform("clip", d.img_size, self.flow_root, d.root, self.flip, self.flip_negates_u,
+        transform = StatisticsTransform("clip", d.img_size, d.flow_root, d.root, self.flip, self.flip_negates_u,
                                         self.reference_labels, self.dis_preset)
         return DataSpec([req], transform=transform)
 
