@@ -64,7 +64,7 @@ from torchvision.ops import roi_align
 
 from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, sample_rrc_boxes
 
-__all__ = ["ViewRecipe", "ViewParams", "BYOL_VIEWS", "augment_views", "augment_clip_views", "draw_view_params",
+__all__ = ["ViewRecipe", "ViewParams", "BYOL_VIEWS", "SIMCLR_VIEW", "mocov2_view", "augment_views", "augment_clip_views", "draw_view_params",
            "apply_view_params", "blur_kernel_size", "adjust_brightness", "adjust_contrast", "adjust_saturation",
            "adjust_hue", "to_grayscale", "gaussian_blur", "solarize", "gaussian_random_field", "random_field_warp",
            "random_field_color"]
@@ -109,6 +109,16 @@ BYOL_VIEWS = (
     ViewRecipe(size=224, blur_p=1.0, solarize_p=0.0),
     ViewRecipe(size=224, blur_p=0.1, solarize_p=0.2),
 )
+# SimCLR's (google-research/simclr data_util.py, colour strength 1.0), the same recipe for both views
+SIMCLR_VIEW = ViewRecipe(size=224, scale=(0.08, 1.0), brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
+                         jitter_p=0.8, grayscale_p=0.2, blur_p=0.5, solarize_p=0.0)
+
+
+def mocov2_view(size: int = 224, min_scale: float = 0.2) -> ViewRecipe:
+    """MoCo v2's augmentation (facebookresearch/moco main_moco.py `--aug-plus`; also DenseCL's and SimSiam's):
+    crop 0.2-1, jitter 0.4/0.4/0.4/0.1 with p 0.8, grayscale 0.2, blur p 0.5, no solarisation."""
+    return ViewRecipe(size=size, scale=(min_scale, 1.0), brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                      jitter_p=0.8, grayscale_p=0.2, blur_p=0.5, solarize_p=0.0)
 
 
 def blur_kernel_size(size: int) -> int:

@@ -25,8 +25,8 @@ import dataclasses
 from vidssl.data.views import BYOL_VIEWS
 from vidssl.engine.dist import gather_with_grad
 from vidssl.losses.barlow_twins import barlow_twins_loss
-from vidssl.methods.base import decay_groups, register
-from vidssl.methods.simsiam import FrameViewsMethod, frame_backbone, linear_bn_mlp, z_std
+from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
+from vidssl.models.heads import linear_bn_mlp
 
 
 def parse_sizes(sizes: str | int | list, setting: str) -> list[int]:
@@ -57,7 +57,7 @@ class BarlowTwins(FrameViewsMethod):
     def forward(self, batch: dict) -> dict:
         z1, z2 = (self.projector(self.backbone.forward_global(x)) for x in batch["views"])
         loss = barlow_twins_loss(gather_with_grad(z1), gather_with_grad(z2), self.lambd, self.scale)
-        return {"loss": loss, "z_std": z_std(z1)}
+        return {"loss": loss, "z_std": embedding_std(z1)}
 
     def param_groups(self) -> list[dict]:
         weights, biases = decay_groups(self)

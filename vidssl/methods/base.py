@@ -23,9 +23,13 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
 
-from vidssl.data.spec import DataSpec
+from vidssl.data.spec import ClipRequest, DataSpec
+from vidssl.data.views import ViewRecipe, augment_views
 from vidssl.engine.lars import exclude_bias_and_norm
+from vidssl.models.backbones import build_backbone
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -47,6 +51,38 @@ def decay_groups(module: nn.Module) -> list[dict]:
     regular, excluded = exclude_bias_and_norm(module.named_parameters())
     return [{"name": "weights", "params": regular},
             {"name": "biases_and_norms", "params": excluded, "wd_scale": 0.0, "lars_exclude": True}]
+
+
+def embedding_std(z: torch.Tensor) -> torch.Tensor:
+    """The collapse monitor, logged as "z_std": mean over dims of the batch std of the L2-normalised embedding
+    (about 1/sqrt(D) when healthy, ~0 when collapsed; the trainer warns below 1e-4)."""
+    return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
+
+
+def check_frame_backbone(net: nn.Module, method: str, spatial_map: bool = False) -> nn.Module:
+    """`net` if a single-frame method can use it: ValueError naming `method.backbone` for a 3D video network
+    (and, with `spatial_map`, for a ViT, which has no convolutional map: DenseCL, SCRL)."""
+    if net.is_video or (spatial_map and getattr(net, "is_vit", False)):
+        kind = "a 3D video backbone" if net.is_video else "a ViT (patch tokens, no convolutional map)"
+        need = "a 2D CNN with a spatial feature map" if spatial_map else "a 2D backbone"
+        raise ValueError(f"method.backbone={net.spec['name']!r} is {kind}, but {method} needs {need} "
+                         f"(e.g. resnet50, resnet18{'' if spatial_map else ', timm:vit_small_patch16_224'})")
+    return net
+
+
+def frame_backbone(name: str, kwargs: dict | None, method: str, zero_init_residual: bool = False,
+                   spatial_map: bool = False) -> nn.Module:
+    """build_backbone + check_frame_backbone. `zero_init_residual` zeroes the last BN scale of every
+    torchvision residual block (SimCLR resnet.py `init_zero`, torchvision's option used by the official
+    MoCo v3 / SimSiam / Barlow Twins / VICReg codes)."""
+    net = check_frame_backbone(build_backbone(name, **(kwargs or {})), method, spatial_map)
+    if zero_init_residual:
+        for m in net.modules():
+            if isinstance(m, torchvision.models.resnet.Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
+            elif isinstance(m, torchvision.models.resnet.BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+    return net
 
 
 def build_method(name: str, **kwargs) -> "Method":
@@ -91,3 +127,18 @@ class Method(nn.Module):
     def eval_encoder(self) -> nn.Module:
         """The backbone that evaluation and extraction use (a submodule of this method)."""
         return self.backbone
+
+
+class FrameViewsMethod(Method):
+    """Methods on single frames: one frame per item (the largest square at a random position along the long
+    side, resized to `data.img_size`); on the device, one augmented view per recipe of `self.views`, each
+    (B, 3, s, s), under batch["views"]."""
+
+    views: tuple[ViewRecipe, ...]
+
+    def data_spec(self, d) -> DataSpec:
+        return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
+
+    def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
+        frames = batch["frame"][:, 0]  # (B, H, W, 3)
+        return {**batch, "views": [augment_views(frames, r, generator) for r in self.views]}

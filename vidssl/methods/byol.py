@@ -16,20 +16,18 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn as nn
 
-from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import BYOL_VIEWS, ViewRecipe, augment_views
+from vidssl.data.views import BYOL_VIEWS, ViewRecipe
 from vidssl.engine.schedules import cosine_ramp
 from vidssl.losses.byol import byol_loss
-from vidssl.methods.base import Method, decay_groups, register
+from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import byol_predictor, byol_projector
 
 
 @register("byol")
-class BYOL(Method):
+class BYOL(FrameViewsMethod):
     ddp_kwargs = {"broadcast_buffers": False}  # BN statistics are not used in training; keep them per rank
 
     def __init__(self, backbone: str = "resnet50", backbone_kwargs: dict | None = None, proj_hidden: int = 4096,
@@ -46,13 +44,6 @@ class BYOL(Method):
         self.views: tuple[ViewRecipe, ...] = tuple(
             dataclasses.replace(v, size=crop_size, scale=(min_scale, 1.0)) for v in BYOL_VIEWS)
 
-    def data_spec(self, d) -> DataSpec:
-        return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
-
-    def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
-        frames = batch["frame"][:, 0]  # (B, H, W, 3)
-        return {**batch, "views": [augment_views(frames, r, generator) for r in self.views]}
-
     def online(self, x: torch.Tensor) -> torch.Tensor:
         return self.predictor(self.projector(self.backbone.forward_global(x)))
 
@@ -67,8 +58,7 @@ class BYOL(Method):
         z = [self.target(v) for v in views]
         n = len(views)
         loss = sum(byol_loss(p[i], z[j]) for i in range(n) for j in range(n) if i != j) / (n - 1)
-        z_std = nn.functional.normalize(z[0].float(), dim=1).std(dim=0).mean()  # ~0 when collapsed
-        return loss, {"z_std": z_std.detach()}
+        return loss, {"z_std": embedding_std(z[0])}
 
     def forward(self, batch: dict) -> dict:
         loss, logs = self.pair_loss(batch["views"])

@@ -54,7 +54,7 @@ from vidssl.engine.dist import gather_with_grad, get_rank
 from vidssl.io import open_video
 from vidssl.io.motion_vectors import MotionVectorReader
 from vidssl.losses.cmd import cmd_nce_loss
-from vidssl.methods.base import Method, register
+from vidssl.methods.base import Method, embedding_std, register
 from vidssl.models.backbones import build_backbone
 
 
@@ -315,5 +315,5 @@ class CMD(Method):
             logs = {"loss_motion": loss_m.detach(), "loss_context": loss_i.detach(),
                     "acc_motion": (acc_m == torch.arange(len(mq), device=mq.device) + rank * mk.shape[0]).float().mean(),
                     "acc_context": (acc_i == torch.arange(B, device=iq.device) + rank * B).float().mean(),
-                    "z_std": zq.std(dim=0).mean()}
+                    "z_std": embedding_std(zq)}
         return {"loss": loss, **logs}

@@ -37,31 +37,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import ViewRecipe, augment_views
+from vidssl.data.views import augment_views, mocov2_view
 from vidssl.engine.dist import batch_shuffle, batch_unshuffle, is_distributed
 from vidssl.losses.contrastive import moco_loss
 from vidssl.losses.dense_ssl import densecl_dense_loss
-from vidssl.methods.base import Method, register
-from vidssl.models.backbones import build_backbone
+from vidssl.methods.base import Method, embedding_std, frame_backbone, register
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
-
-
-def mocov2_views(size: int, min_scale: float = 0.2) -> ViewRecipe:
-    """MoCo v2's augmentation (the DenseCL config's train_pipeline): crop 0.2-1, jitter 0.4/0.4/0.4/0.1 with
-    p 0.8, grayscale 0.2, Gaussian blur sigma 0.1-2 with p 0.5, flip 0.5, no solarisation."""
-    return ViewRecipe(size=size, scale=(min_scale, 1.0), saturation=0.4, blur_p=0.5, solarize_p=0.0)
-
-
-def require_spatial_map(net: nn.Module, method: str) -> nn.Module:
-    """`net` (a vidssl backbone) if it gives a 2D convolutional map; ValueError for ViTs and 3D networks."""
-    name = net.spec["name"]
-    if net.is_video or getattr(net, "is_vit", False):
-        kind = "a 3D video backbone" if net.is_video else "a ViT (patch tokens, no convolutional map)"
-        raise ValueError(f"method.backbone={name!r} is {kind}: {method} needs a 2D CNN with a spatial feature "
-                         f"map (e.g. resnet50, resnet18)")
-    return net
 
 
 class DenseCLNeck(nn.Module):
@@ -93,7 +76,7 @@ class DenseCL(Method):
             raise ValueError(f"method.loss_lambda must lie in [0, 1], got {loss_lambda}")
         if temperature <= 0:
             raise ValueError(f"method.temperature must be > 0, got {temperature}")
-        self.backbone = require_spatial_map(build_backbone(backbone, **(backbone_kwargs or {})), "densecl")
+        self.backbone = frame_backbone(backbone, backbone_kwargs, "densecl", spatial_map=True)
         self.neck = DenseCLNeck(self.backbone.out_channels, hidden, dim)
         self.key_backbone = momentum_copy(self.backbone)
         self.key_neck = momentum_copy(self.neck)
@@ -101,7 +84,7 @@ class DenseCL(Method):
         self.dense_queue = FeatureQueue(queue_size, dim)
         self.momentum, self.temperature, self.loss_lambda = momentum, temperature, loss_lambda
         self.shuffle_bn = shuffle_bn
-        self.view = mocov2_views(crop_size, min_scale)
+        self.view = mocov2_view(crop_size, min_scale)
 
     def data_spec(self, d) -> DataSpec:
         return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
@@ -138,7 +121,7 @@ class DenseCL(Method):
         self.dense_queue.push(F.normalize(k_dense.float().mean(dim=(2, 3)), dim=1))  # DenseCLNeck avgpooled_x2
         loss = (1 - self.loss_lambda) * loss_global + self.loss_lambda * loss_dense
         return {"loss": loss, "loss_global": loss_global.detach(), "loss_dense": loss_dense.detach(),
-                "z_std": q.detach().std(dim=0).mean()}
+                "z_std": embedding_std(q)}
 
     def schedules(self, max_steps: int) -> dict:
         return {"ema_momentum": lambda s: self.momentum}  # constant in DenseCL (MoCo's 0.999)

@@ -36,7 +36,7 @@ from vidssl.data.views import ViewRecipe, augment_views
 from vidssl.engine.dist import all_reduce_mean
 from vidssl.engine.schedules import cosine_ramp
 from vidssl.losses.dino import dino_loss
-from vidssl.methods.base import Method, decay_groups, register
+from vidssl.methods.base import Method, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads_multicrop import DINOHead, check_multicrop, multicrop_forward
@@ -109,8 +109,7 @@ class DINO(Method):
         temp = batch.get("schedule", {}).get("teacher_temp", self.teacher_temp)
         loss = dino_loss(student, teacher, self.center, self.student_temp, temp)
         self.update_center(teacher)
-        z_std = embedding[:n].detach().float().std(dim=0).mean()  # the L2-normalised bottleneck; ~0 when collapsed
-        return {"loss": loss, "z_std": z_std}
+        return {"loss": loss, "z_std": embedding_std(embedding[:n])}
 
     def param_groups(self) -> list[dict]:
         return decay_groups(self)  # the teacher is frozen, so only the student's parameters

@@ -30,20 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import ViewRecipe, augment_views
+from vidssl.data.views import augment_views, mocov2_view
 from vidssl.engine.dist import batch_shuffle, batch_unshuffle
 from vidssl.losses.contrastive import moco_loss
-from vidssl.methods.base import Method, register
-from vidssl.methods.simclr import build_frame_backbone, embedding_std
+from vidssl.methods.base import Method, embedding_std, frame_backbone, register
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
-
-
-def mocov2_view(size: int = 224, min_scale: float = 0.2) -> ViewRecipe:
-    """MoCo v2's augmentation (main_moco.py `--aug-plus`): no solarisation, the same recipe for both views."""
-    return ViewRecipe(size=size, scale=(min_scale, 1.0), brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
-                      jitter_p=0.8, grayscale_p=0.2, blur_p=0.5, solarize_p=0.0)
 
 
 @register("mocov2")
@@ -59,7 +52,7 @@ class MoCoV2(Method):
             raise ValueError(f"method.temperature must be > 0, got {temperature}")
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"method.momentum must lie in [0, 1], got {momentum}")
-        self.backbone = build_frame_backbone(backbone, backbone_kwargs, "mocov2")
+        self.backbone = frame_backbone(backbone, backbone_kwargs, "mocov2")
         c = self.backbone.out_channels
         self.head = mlp(c, hidden or c, dim, num_layers=2 if mlp_head else 1, batch_norm=False)
         self.key_backbone = momentum_copy(self.backbone)

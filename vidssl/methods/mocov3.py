@@ -36,19 +36,17 @@ import dataclasses
 
 import torch
 
-from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import BYOL_VIEWS, ViewRecipe, augment_views
+from vidssl.data.views import BYOL_VIEWS, ViewRecipe
 from vidssl.engine.dist import gather, gather_with_grad
 from vidssl.engine.schedules import cosine_ramp
 from vidssl.losses.contrastive import mocov3_loss
-from vidssl.methods.base import Method, decay_groups, register
-from vidssl.methods.simclr import build_frame_backbone, embedding_std
+from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import mlp
 
 
 @register("mocov3")
-class MoCoV3(Method):
+class MoCoV3(FrameViewsMethod):
     ddp_kwargs = {"broadcast_buffers": False}  # BN statistics of the momentum encoder stay per rank
 
     def __init__(self, backbone: str = "resnet50", backbone_kwargs: dict | None = None, hidden: int = 4096,
@@ -62,7 +60,7 @@ class MoCoV3(Method):
         if not 0.0 <= base_momentum <= 1.0 or not 0.0 <= final_momentum <= 1.0:
             raise ValueError(f"method.base_momentum and method.final_momentum must lie in [0, 1], got "
                              f"{base_momentum} and {final_momentum}")
-        self.backbone = build_frame_backbone(backbone, backbone_kwargs, "mocov3", zero_init_residual)
+        self.backbone = frame_backbone(backbone, backbone_kwargs, "mocov3", zero_init_residual)
         vit = getattr(self.backbone, "is_vit", False)
         if stop_grad_conv1:
             if not vit:
@@ -78,13 +76,6 @@ class MoCoV3(Method):
         self.base_momentum, self.final_momentum = base_momentum, final_momentum
         self.views: tuple[ViewRecipe, ...] = tuple(
             dataclasses.replace(v, size=crop_size, scale=(min_scale, 1.0)) for v in BYOL_VIEWS)
-
-    def data_spec(self, d) -> DataSpec:
-        return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
-
-    def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
-        frames = batch["frame"][:, 0]  # (B, H, W, 3)
-        return {**batch, "views": [augment_views(frames, r, generator) for r in self.views]}
 
     def forward(self, batch: dict) -> dict:
         x1, x2 = batch["views"]

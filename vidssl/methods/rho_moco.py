@@ -40,8 +40,7 @@ from vidssl.data.views import ViewRecipe, augment_clip_views
 from vidssl.engine.dist import batch_shuffle, batch_unshuffle, get_world_size
 from vidssl.engine.schedules import cosine_ramp
 from vidssl.losses.contrastive import moco_loss
-from vidssl.methods.base import Method, register
-from vidssl.methods.simclr import embedding_std
+from vidssl.methods.base import Method, embedding_std, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import mlp

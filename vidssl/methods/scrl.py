@@ -28,15 +28,13 @@ two) contributes a zero loss that step.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from vidssl.data.views import apply_view_params, draw_view_params
 from vidssl.engine.dist import all_reduce_sum, get_world_size, is_distributed
 from vidssl.losses.byol import byol_loss
-from vidssl.methods.base import register
+from vidssl.methods.base import check_frame_backbone, embedding_std, register
 from vidssl.methods.byol import BYOL
-from vidssl.methods.densecl import require_spatial_map
 
 # --- box geometry (pure; boxes are (x1, y1, x2, y2) unless said otherwise; crops are ViewParams.boxes:
 # (top, left, height, width) in canvas pixels; a view is its crop resized to size x size) ----------------------
@@ -154,7 +152,7 @@ class SCRL(BYOL):
                              f"({crop_size})")
         super().__init__(backbone=backbone, backbone_kwargs=backbone_kwargs, crop_size=crop_size,
                          min_scale=min_scale, **kwargs)
-        require_spatial_map(self.backbone, "scrl")
+        check_frame_backbone(self.backbone, "scrl", spatial_map=True)
         self.crop_size, self.num_boxes, self.min_box_size = crop_size, num_boxes, min_box_size
         self.iou_threshold, self.box_tries, self.grid_boxes = iou_threshold, box_tries, grid_boxes
         self.roi_aligned = roi_aligned
@@ -201,5 +199,4 @@ class SCRL(BYOL):
         loss = byol_loss(p1, z2) + byol_loss(p2, z1)  # mean over this process's boxes
         if is_distributed():  # -> the mean over the global batch's boxes once DDP averages the gradients
             loss = loss * (n_local * get_world_size() / n_global)
-        z_std = F.normalize(z.float(), dim=1).std(dim=0).mean()
-        return {"loss": loss, "z_std": z_std.detach(), **logs}
+        return {"loss": loss, "z_std": embedding_std(z), **logs}

@@ -24,46 +24,16 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import torchvision
 
 from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import ViewRecipe, augment_views
+from vidssl.data.views import SIMCLR_VIEW, augment_views
 from vidssl.engine.dist import gather_with_grad
 from vidssl.losses.contrastive import info_nce_loss
-from vidssl.methods.base import Method, decay_groups, register
-from vidssl.models.backbones import build_backbone
+from vidssl.methods.base import Method, decay_groups, embedding_std, frame_backbone, register
 from vidssl.models.heads import mlp
 
 # SimCLR's ImageNet augmentation, colour strength 1.0 (paper appendix A; data_util.py `preprocess_for_train`,
 # `color_jitter`, `random_blur` with kernel height // 10): no solarisation.
-SIMCLR_VIEW = ViewRecipe(size=224, scale=(0.08, 1.0), brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
-                         jitter_p=0.8, grayscale_p=0.2, blur_p=0.5, solarize_p=0.0)
-
-
-def build_frame_backbone(name: str, kwargs: dict | None, method: str, zero_init_residual: bool = False) -> nn.Module:
-    """A vidssl backbone for a single-frame method: ValueError naming `method.backbone` for a 3D video network;
-    `zero_init_residual` zeroes the last BN scale of every torchvision residual block (SimCLR resnet.py
-    `init_zero`, MoCo v3 main_moco.py `zero_init_residual=True`)."""
-    net = build_backbone(name, **(kwargs or {}))
-    if net.is_video:
-        raise ValueError(f"method.backbone={name!r} is a 3D video backbone, but {method} embeds single frames: "
-                         f"use a 2D one (resnet50, resnet18, timm:vit_small_patch16_224, ...)")
-    if zero_init_residual:
-        for m in net.modules():
-            if isinstance(m, torchvision.models.resnet.Bottleneck):
-                nn.init.zeros_(m.bn3.weight)
-            elif isinstance(m, torchvision.models.resnet.BasicBlock):
-                nn.init.zeros_(m.bn2.weight)
-    return net
-
-
-def embedding_std(z: torch.Tensor) -> torch.Tensor:
-    """The collapse monitor `z_std`: mean over dims of the batch std of the L2-normalised embedding."""
-    return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
-
-
 @register("simclr")
 class SimCLR(Method):
     def __init__(self, backbone: str = "resnet50", backbone_kwargs: dict | None = None,
@@ -75,7 +45,7 @@ class SimCLR(Method):
             raise ValueError(f"method.temperature must be > 0, got {temperature}")
         if not 0 < min_scale <= 1:
             raise ValueError(f"method.min_scale must lie in (0, 1], got {min_scale}")
-        self.backbone = build_frame_backbone(backbone, backbone_kwargs, "simclr", zero_init_residual)
+        self.backbone = frame_backbone(backbone, backbone_kwargs, "simclr", zero_init_residual)
         c = self.backbone.out_channels
         self.projector = mlp(c, proj_hidden or c, proj_dim, num_layers=proj_layers, batch_norm=True, last_bn=True)
         self.temperature = temperature

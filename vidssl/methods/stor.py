@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, apply_view_params, draw_view_params
 from vidssl.losses.byol import byol_loss
-from vidssl.methods.base import Method, register
+from vidssl.methods.base import Method, embedding_std, register
 from vidssl.methods.byol import BYOL
 from vidssl.models.heads import mlp
 
@@ -256,7 +256,7 @@ class STOR(BYOL):
             acc = {k: (logits[k].argmax(1) == labels[k]).float().mean() for k in logits}
             logs.update(acc_spa=acc["spa"], acc_tem=acc["tem"], acc_pace=(acc["pace1"] + acc["pace2"]) / 2,
                         acc_rot=(acc["rot1"] + acc["rot2"]) / 2,
-                        z_std=F.normalize(z[0].float(), dim=1).std(dim=0).mean())
+                        z_std=embedding_std(z[0]))
         return {"loss": loss, **logs}
 
     def param_groups(self) -> list[dict]:

@@ -37,7 +37,7 @@ from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.statistics import (NUM_APPEARANCE, NUM_MOTION, appearance_labels, clip_flow, flow_dir, motion_labels,
                                     partitions, read_clip_flow)
 from vidssl.io import VideoDecodeError
-from vidssl.methods.base import Method, register
+from vidssl.methods.base import Method, embedding_std, register
 from vidssl.models.backbones import build_backbone
 
 
@@ -115,8 +115,8 @@ class STS(Method):
         motion = F.mse_loss(self.motion_head(feats).float(), batch["motion_label"].float())
         appearance = F.mse_loss(self.appearance_head(feats).float(), batch["appearance_label"].float())
         loss = self.motion_weight * motion + self.appearance_weight * appearance
-        z_std = F.normalize(feats.detach().float(), dim=1).std(dim=0).mean()
-        return {"loss": loss, "motion_loss": motion.detach(), "appearance_loss": appearance.detach(), "z_std": z_std}
+        return {"loss": loss, "motion_loss": motion.detach(), "appearance_loss": appearance.detach(),
+                "z_std": embedding_std(feats)}
 
     def param_groups(self) -> list[dict]:
         """The reference's two groups (networks/r21d.py get_1x/2x_lr_params): biases at `bias_lr_scale` x lr,

@@ -38,7 +38,7 @@ from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_views
 from vidssl.engine.dist import gather, get_rank, get_world_size
 from vidssl.losses.swav import sinkhorn, swav_loss
-from vidssl.methods.base import Method, register
+from vidssl.methods.base import Method, embedding_std, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.heads import mlp
 from vidssl.models.heads_multicrop import check_multicrop, multicrop_forward
@@ -121,8 +121,7 @@ class SwAV(Method):
         codes = [self.codes(scores[c * n:(c + 1) * n], z[c * n:(c + 1) * n], c, use_queue)
                  for c in range(self.global_crops)]
         loss = swav_loss(list(scores.split(n)), codes, self.temperature)
-        z_std = z[:n].detach().float().std(dim=0).mean()  # ~0 when collapsed
-        return {"loss": loss, "z_std": z_std}
+        return {"loss": loss, "z_std": embedding_std(z[:n])}
 
     def schedules(self, max_steps: int) -> dict:
         out = {"freeze_prototypes": lambda s: float(s < self.freeze_prototypes_steps)}

@@ -24,8 +24,8 @@ from vidssl.data.views import BYOL_VIEWS
 from vidssl.engine.dist import gather_with_grad
 from vidssl.losses.vicreg import vicreg_terms
 from vidssl.methods.barlow_twins import parse_sizes
-from vidssl.methods.base import decay_groups, register
-from vidssl.methods.simsiam import FrameViewsMethod, frame_backbone, linear_bn_mlp, z_std
+from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
+from vidssl.models.heads import linear_bn_mlp
 
 
 @register("vicreg")
@@ -46,7 +46,7 @@ class VICReg(FrameViewsMethod):
         terms = vicreg_terms(gather_with_grad(z1), gather_with_grad(z2))
         loss = sum(w * t for w, t in zip(self.weights, terms))
         inv, var, cov = (t.detach() for t in terms)
-        return {"loss": loss, "invariance": inv, "variance": var, "covariance": cov, "z_std": z_std(z1)}
+        return {"loss": loss, "invariance": inv, "variance": var, "covariance": cov, "z_std": embedding_std(z1)}
 
     def param_groups(self) -> list[dict]:
         return decay_groups(self)

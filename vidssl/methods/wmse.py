@@ -31,8 +31,8 @@ import torch
 from vidssl.data.views import ViewRecipe
 from vidssl.engine.dist import gather, gather_with_grad, is_distributed
 from vidssl.losses.wmse import wmse_loss
-from vidssl.methods.base import register
-from vidssl.methods.simsiam import FrameViewsMethod, frame_backbone, linear_bn_mlp, z_std
+from vidssl.methods.base import FrameViewsMethod, embedding_std, frame_backbone, register
+from vidssl.models.heads import linear_bn_mlp
 
 
 @register("wmse")
@@ -77,4 +77,4 @@ class WMSE(FrameViewsMethod):
             seed = gather(seed.to(h[0].device))[:1]
         generator = torch.Generator().manual_seed(int(seed))
         loss = wmse_loss(h, self.w_size, self.w_iter, self.w_eps, generator)
-        return {"loss": loss, "z_std": z_std(h[0])}
+        return {"loss": loss, "z_std": embedding_std(h[0])}

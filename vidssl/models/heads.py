@@ -7,9 +7,11 @@ that. In training mode BatchNorm needs more than one sample per batch.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch.nn as nn
 
-__all__ = ["mlp", "byol_projector", "byol_predictor"]
+__all__ = ["mlp", "linear_bn_mlp", "byol_projector", "byol_predictor"]
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, batch_norm: bool = True,
@@ -41,3 +43,20 @@ def byol_projector(in_dim: int, hidden: int = 4096, out: int = 256) -> nn.Sequen
 def byol_predictor(in_dim: int = 256, hidden: int = 4096, out: int = 256) -> nn.Sequential:
     """BYOL's predictor q: the same architecture as the projector, on the projection."""
     return mlp(in_dim, hidden, out, num_layers=2, batch_norm=True, last_bn=False)
+
+
+def linear_bn_mlp(dims: Sequence[int], hidden_bias: bool = False, last_bias: bool = False,
+                  last_bn: bool = False) -> nn.Sequential:
+    """Linear(dims[i], dims[i+1])-BatchNorm1d-ReLU for every layer but the last, then Linear to dims[-1] (and a
+    BatchNorm1d without affine if `last_bn`). The projectors of SimSiam (no biases, last BN), Barlow Twins
+    (no biases) and VICReg (hidden biases), built as the official codes do."""
+    if len(dims) < 2:
+        raise ValueError(f"an MLP needs at least an input and an output size, got {list(dims)}")
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 2):
+        layers += [nn.Linear(dims[i], dims[i + 1], bias=hidden_bias), nn.BatchNorm1d(dims[i + 1]),
+                   nn.ReLU(inplace=True)]
+    layers.append(nn.Linear(dims[-2], dims[-1], bias=last_bias))
+    if last_bn:
+        layers.append(nn.BatchNorm1d(dims[-1], affine=False))
+    return nn.Sequential(*layers)
