@@ -316,3 +316,13 @@ def test_a_corrupt_frame_or_mask_names_the_file(tmp_path, tiny_davis, what):
     with pytest.raises(Exception, match=what):
         eval_main(["--davis-root", str(root), "--sequences", names[0], "--out", str(tmp_path / "o"),
                    "--init", "pixels", "--no-overlays"])
+
+
+def test_a_queue_longer_than_the_data_names_the_setting(tmp_path, sample_videos):
+    from vidssl.engine import train
+
+    cfg = load_config(os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "mocov2_demo.yaml"),
+                      [f"data.root={sample_videos[2]}", f"out={tmp_path}", "data.clips_per_video=8",
+                       "method.queue_size=64", "trainer.batch_size=4", "data.num_workers=0"])
+    with pytest.raises(ValueError, match=r"method.queue_size=64 is larger than an epoch of the data \(8 items"):
+        train(cfg)

@@ -2,6 +2,7 @@
 logs finite losses and its schedules' values, an interrupted + resumed run reaches the same weights and state
 (EMA teachers, queues, centres: all buffers) as an uninterrupted one, and the exported encoder alone evaluates
 on a DAVIS-layout set and extracts features with `vidssl extract`."""
+import inspect
 import json
 import math
 import os
@@ -69,3 +70,15 @@ def test_demo_trains_resumes_exactly_and_its_encoder_evaluates(tmp_path, video_d
     (record,) = [json.loads(line) for line in open(tmp_path / "feats" / "manifest.jsonl")]
     feats = np.load(tmp_path / "feats" / record["file"])
     assert feats.shape[0] == 6 and np.isfinite(feats).all()
+
+
+def test_every_method_has_its_recipes_and_they_build():
+    from vidssl.methods import METHODS
+
+    configs = {os.path.basename(p)[:-5] for p in os.listdir(os.path.join(ROOT, "configs")) if p.endswith(".yaml")}
+    for name in METHODS:
+        assert f"{name}_demo" in configs and (name in configs or name == "crw"), name
+    assert set(TINY) == set(METHODS) - {"crw"}  # every method runs the generic demo and DDP tests
+    for config in sorted(configs):  # the paper recipes too: every key of method: is a constructor argument
+        kwargs = dict(load_config(os.path.join(ROOT, "configs", f"{config}.yaml"), ["data.root=/x"]).method)
+        inspect.signature(METHODS[kwargs.pop("name")]).bind(**kwargs)

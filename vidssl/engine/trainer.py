@@ -31,6 +31,7 @@ from vidssl.engine.optim import apply_step_values, build_optimizer, step_values
 from vidssl.io.atomic import remove_stale_temporaries
 from vidssl.methods import Method, build_method
 from vidssl.models.export import CHECKPOINT, META, WEIGHTS, encoder_meta, export_encoder
+from vidssl.models.queue import FeatureQueue
 
 COLLAPSE_STD = 1e-4  # a logged "z_std" (std of the normalised embedding over the batch) below this = collapse
 FORMAT = 2  # checkpoint layout: 2 = method contract + exported encoder (1 = the CRW-only trainer)
@@ -180,6 +181,18 @@ def build_data(cfg: TrainConfig, method: Method, start_step: int, rt: Runtime):
     return dataset, loader
 
 
+def check_queues(method: Method, cfg: TrainConfig, items: int) -> None:
+    """A queue of past keys (MoCo, DenseCL, rhoMoCo, SwAV) longer than an epoch of the data would hold the same
+    items twice, their keys acting as negatives of themselves: refused, naming the setting."""
+    for name, module in method.named_modules():
+        if isinstance(module, FeatureQueue) and module.size > items:
+            keys = [f"method.{k}" for k, v in cfg.method.items() if "queue" in k and v == module.size]
+            keys = keys or [f"the queue {name!r}"]
+            raise ValueError(f"{' / '.join(keys)}={module.size} is larger than an epoch of the data ({items} items = "
+                             f"videos x data.clips_per_video): the queue would hold the same items twice. Lower it "
+                             f"or train on more data")
+
+
 def wrap_distributed(method: Method, cfg: TrainConfig, rt: Runtime) -> torch.nn.Module:
     if rt.world_size == 1:
         return method
@@ -290,6 +303,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg, rt, t = self.cfg, self.rt, self.cfg.trainer
         dataset, loader = build_data(cfg, self.method, self.step, rt)
+        check_queues(self.method, cfg, len(dataset))
         metrics = MetricsLog(cfg.out, self.step, t.tensorboard) if rt.main else None
         bad = BadVideoLog(cfg.out, rt.rank, rt.world_size)
         if rt.main:

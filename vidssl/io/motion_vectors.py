@@ -69,17 +69,26 @@ def rasterize_motion_vectors(mvs: np.ndarray, height: int, width: int, cell: int
 
 
 def _fill(grid: np.ndarray, mvs: np.ndarray, disp: np.ndarray) -> None:
-    """Write each block's vector into the 4 px cells it covers (vectorised: one index per covered cell)."""
-    nw = np.maximum(mvs["w"].astype(np.int64) // GRID, 1)
-    nh = np.maximum(mvs["h"].astype(np.int64) // GRID, 1)
-    x0 = (mvs["dst_x"].astype(np.int64) - mvs["w"].astype(np.int64) // 2) // GRID
-    y0 = (mvs["dst_y"].astype(np.int64) - mvs["h"].astype(np.int64) // 2) // GRID
-    counts = nw * nh
-    vid = np.repeat(np.arange(len(mvs)), counts)
-    k = np.arange(len(vid)) - np.repeat(np.cumsum(counts) - counts, counts)
-    ys, xs = y0[vid] + k // nw[vid], x0[vid] + k % nw[vid]
-    ok = (ys >= 0) & (ys < grid.shape[0]) & (xs >= 0) & (xs < grid.shape[1])
-    grid[ys[ok], xs[ok]] = disp[vid[ok]]
+    """Write each block's vector into the 4 px cells it covers. Blocks come in a few sizes (16x16 down to 4x4):
+    per size, one vectorised assignment per cell offset within the block (at most 16), into a grid padded by
+    one macroblock so that edge blocks need no bounds masks."""
+    w, h = mvs["w"].astype(np.int64), mvs["h"].astype(np.int64)
+    nw, nh = np.maximum(w // GRID, 1), np.maximum(h // GRID, 1)
+    pad = 16 // GRID
+    gh, gw = grid.shape[:2]
+    x0 = np.clip((mvs["dst_x"].astype(np.int64) - w // 2) // GRID + pad, 0, gw + pad)
+    y0 = np.clip((mvs["dst_y"].astype(np.int64) - h // 2) // GRID + pad, 0, gh + pad)
+    padded = np.zeros((gh + 2 * pad + 4, gw + 2 * pad + 4, 2), np.float32)
+    padded[pad:pad + gh, pad:pad + gw] = grid
+    size = nh * 8 + nw
+    for key in np.unique(size):
+        sel = size == key
+        bh, bw = divmod(int(key), 8)
+        ys, xs, d = y0[sel], x0[sel], disp[sel]
+        for dy in range(bh):
+            for dx in range(bw):
+                padded[ys + dy, xs + dx] = d
+    grid[:] = padded[pad:pad + gh, pad:pad + gw]
 
 
 class MotionVectorReader:
