@@ -128,6 +128,9 @@ def _worker(rank, port, out):
         res["shuffled"], res["idx_unshuffle"] = shuffled, idx
         res["unshuffled"] = D.batch_unshuffle(shuffled * 10, idx)
         res["xs"] = xs
+        seen = []
+        res["sbf"] = D.shuffle_bn_forward(lambda v: seen.append(v.clone()) or (v * 10, v + 1), xs, seed=7 + rank)
+        res["sbf_seen"] = seen[0]
 
         # unequal batch sizes -> clear error on every rank (no hang)
         try:
@@ -198,3 +201,12 @@ def test_two_ranks_shuffle_bn(two_ranks):
     assert torch.equal(shuffled[r0["idx_unshuffle"]], torch.arange(float(WORLD * N_LOCAL)))
     for r in two_ranks:
         assert torch.equal(r["unshuffled"], r["xs"] * 10)
+        assert torch.equal(r["sbf"][0], r["xs"] * 10) and torch.equal(r["sbf"][1], r["xs"] + 1)  # back in order
+    assert torch.equal(torch.cat([r0["sbf_seen"], r1["sbf_seen"]]), torch.cat([r0["shuffled"], r1["shuffled"]]))
+
+
+def test_shuffle_bn_forward_in_one_process_is_the_plain_call():
+    x = torch.randn(6, 3)
+    out = D.shuffle_bn_forward(lambda v: (v * 2, v + 1), x, seed=0)
+    assert torch.equal(out[0], x * 2) and torch.equal(out[1], x + 1)
+    assert D.shuffle_seeds(5, torch.Generator().manual_seed(0)).shape == (5,)

@@ -133,3 +133,20 @@ def batch_unshuffle(x: Tensor, idx_unshuffle: Tensor, check_sizes: bool = True) 
         raise ValueError(f"idx_unshuffle has {idx_unshuffle.numel()} entries for a global batch of {x_all.shape[0]}")
     idx_this = idx_unshuffle.to(x.device).view(get_world_size(), -1)[get_rank()]
     return x_all[idx_this]
+
+
+@torch.no_grad()
+def shuffle_bn_forward(fn, x: Tensor, seed: int, enabled: bool = True):
+    """`fn(x)` computed on the batch shuffled across ranks (MoCo's shuffle BN: the key encoder's BatchNorm sees
+    other samples than the query's), its outputs (a tensor or a tuple of tensors) returned in `x`'s order.
+    The permutation comes from `seed` (rank 0's wins). Without `enabled`, or in one process, plain `fn(x)`."""
+    if not (enabled and is_distributed()):
+        return fn(x)
+    shuffled, undo = batch_shuffle(x, torch.Generator().manual_seed(seed))
+    out = fn(shuffled)
+    return tuple(batch_unshuffle(t, undo) for t in out) if isinstance(out, tuple) else batch_unshuffle(out, undo)
+
+
+def shuffle_seeds(n: int, generator: torch.Generator) -> Tensor:
+    """One shuffle-BN seed per sample (kept batch-first so a batch splits over ranks; the first is used)."""
+    return torch.randint(0, 2**62, (n,), generator=generator)

@@ -36,12 +36,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import augment_views, mocov2_view
-from vidssl.engine.dist import batch_shuffle, batch_unshuffle, is_distributed
+from vidssl.data.views import mocov2_view
+from vidssl.engine.dist import shuffle_bn_forward, shuffle_seeds
 from vidssl.losses.contrastive import moco_loss
 from vidssl.losses.dense_ssl import densecl_dense_loss
-from vidssl.methods.base import Method, embedding_std, frame_backbone, register
+from vidssl.methods.base import FrameViewsMethod, embedding_std, frame_backbone, register
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
@@ -65,7 +64,7 @@ class DenseCLNeck(nn.Module):
 
 
 @register("densecl")
-class DenseCL(Method):
+class DenseCL(FrameViewsMethod):
     ddp_kwargs = {"broadcast_buffers": False}  # queues are identical on every rank; BN statistics stay per rank
 
     def __init__(self, backbone: str = "resnet50", backbone_kwargs: dict | None = None, hidden: int = 2048,
@@ -84,28 +83,19 @@ class DenseCL(Method):
         self.dense_queue = FeatureQueue(queue_size, dim)
         self.momentum, self.temperature, self.loss_lambda = momentum, temperature, loss_lambda
         self.shuffle_bn = shuffle_bn
-        self.view = mocov2_view(crop_size, min_scale)
-
-    def data_spec(self, d) -> DataSpec:
-        return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
+        self.views = (mocov2_view(crop_size, min_scale),) * 2
 
     def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
-        frames = batch["frame"][:, 0]  # (B, H, W, 3)
-        views = [augment_views(frames, self.view, generator) for _ in range(2)]
-        seed = torch.randint(0, 2**62, (frames.shape[0],), generator=generator)  # shuffle BN's permutation
-        return {**batch, "views": views, "shuffle_seed": seed}
+        batch = super().device_augment(batch, generator)
+        return {**batch, "shuffle_seed": shuffle_seeds(len(batch["frame"]), generator)}
 
     @torch.no_grad()
     def keys(self, x: torch.Tensor, seed: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Key encoder on the (shuffled, under torchrun) key view: (backbone map, global key, dense keys)."""
-        shuffle = self.shuffle_bn and is_distributed()
-        if shuffle:
-            x, undo = batch_shuffle(x, torch.Generator().manual_seed(int(seed[0])))
-        k_map = self.key_backbone.forward_dense(x)
-        k, k_dense = self.key_neck(k_map)
-        if shuffle:
-            k_map, k, k_dense = (batch_unshuffle(t, undo) for t in (k_map, k, k_dense))
-        return k_map, k, k_dense
+        def encode(v):
+            k_map = self.key_backbone.forward_dense(v)
+            return (k_map, *self.key_neck(k_map))
+        return shuffle_bn_forward(encode, x, int(seed[0]), self.shuffle_bn)
 
     def forward(self, batch: dict) -> dict:
         im_q, im_k = batch["views"]

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import torch
 
-from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import ViewRecipe, augment_views
+from vidssl.data.views import ViewRecipe
 from vidssl.engine.dist import all_reduce_mean
 from vidssl.engine.schedules import cosine_ramp
 from vidssl.losses.dino import dino_loss
-from vidssl.methods.base import Method, decay_groups, embedding_std, register
+from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads_multicrop import DINOHead, check_multicrop, multicrop_forward
@@ -58,7 +57,7 @@ def linear_warmup(step: int, warmup_steps: int, start: float, end: float) -> flo
 
 
 @register("dino")
-class DINO(Method):
+class DINO(FrameViewsMethod):
     def __init__(self, backbone: str = "timm:vit_small_patch16_224", backbone_kwargs: dict | None = None,
                  out_dim: int = 65536, hidden_dim: int = 2048, bottleneck_dim: int = 256, head_layers: int = 3,
                  use_bn_in_head: bool = False, norm_last_layer: bool = True, base_momentum: float = 0.996,
@@ -85,13 +84,6 @@ class DINO(Method):
         self.warmup_teacher_temp_steps = warmup_teacher_temp_steps
         self.freeze_last_layer_steps = freeze_last_layer_steps
         self.views = dino_recipes(global_size, global_scale, local_size, local_scale, local_crops)
-
-    def data_spec(self, d) -> DataSpec:
-        return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
-
-    def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
-        frames = batch["frame"][:, 0]  # (B, H, W, 3)
-        return {**batch, "views": [augment_views(frames, r, generator) for r in self.views]}
 
     @torch.no_grad()
     def update_center(self, teacher: torch.Tensor) -> None:

@@ -29,18 +29,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import augment_views, mocov2_view
-from vidssl.engine.dist import batch_shuffle, batch_unshuffle
+from vidssl.data.views import mocov2_view
+from vidssl.engine.dist import shuffle_bn_forward, shuffle_seeds
 from vidssl.losses.contrastive import moco_loss
-from vidssl.methods.base import Method, embedding_std, frame_backbone, register
+from vidssl.methods.base import FrameViewsMethod, embedding_std, frame_backbone, register
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
 
 
 @register("mocov2")
-class MoCoV2(Method):
+class MoCoV2(FrameViewsMethod):
     ddp_kwargs = {"broadcast_buffers": False}  # queues are identical on every rank; BN statistics stay per rank
 
     def __init__(self, backbone: str = "resnet50", backbone_kwargs: dict | None = None, mlp_head: bool = True,
@@ -60,17 +59,11 @@ class MoCoV2(Method):
         self.queue = FeatureQueue(queue_size, dim)
         self.momentum, self.temperature = momentum, temperature
         self.shuffle_bn, self.symmetric = shuffle_bn, symmetric
-        self.view = mocov2_view(crop_size, min_scale)
-
-    def data_spec(self, d) -> DataSpec:
-        return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
+        self.views = (mocov2_view(crop_size, min_scale),) * 2
 
     def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
-        frames = batch["frame"][:, 0]  # (B, H, W, 3)
-        views = [augment_views(frames, self.view, generator) for _ in range(2)]
-        # shuffle BN's permutation seed, one per sample to stay batch-first (rank 0's permutation is broadcast)
-        seed = torch.randint(0, 2**62, (frames.shape[0],), generator=generator)
-        return {**batch, "views": views, "shuffle_seed": seed}
+        batch = super().device_augment(batch, generator)
+        return {**batch, "shuffle_seed": shuffle_seeds(len(batch["frame"]), generator)}
 
     def query(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.backbone.forward_global(x)).float(), dim=1)
@@ -78,10 +71,8 @@ class MoCoV2(Method):
     @torch.no_grad()
     def keys(self, x: torch.Tensor, seed: int) -> torch.Tensor:
         """L2-normalised keys of `x` in its order; the key encoder sees the batch shuffled (shuffle BN)."""
-        if self.shuffle_bn:
-            x, undo = batch_shuffle(x, torch.Generator().manual_seed(seed))
-        k = F.normalize(self.key_head(self.key_backbone.forward_global(x)).float(), dim=1)
-        return batch_unshuffle(k, undo) if self.shuffle_bn else k
+        return shuffle_bn_forward(lambda v: F.normalize(self.key_head(self.key_backbone.forward_global(v)).float(), dim=1),
+                                  x, seed, self.shuffle_bn)
 
     def forward(self, batch: dict) -> dict:
         im1, im2 = batch["views"]

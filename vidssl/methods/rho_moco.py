@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_clip_views
-from vidssl.engine.dist import batch_shuffle, batch_unshuffle, get_world_size
+from vidssl.engine.dist import get_world_size, shuffle_bn_forward, shuffle_seeds
 from vidssl.engine.schedules import cosine_ramp
 from vidssl.losses.contrastive import moco_loss
 from vidssl.methods.base import Method, embedding_std, register
@@ -94,7 +94,7 @@ class RhoMoCo(Method):
         views = [augment_clip_views(clips[:, i], self.view, generator).transpose(1, 2)  # (B, 3, T, s, s)
                  for i in range(self.rho)]
         # shuffle BN's permutation seed, one per sample to stay batch-first (rank 0's permutation is broadcast)
-        seed = torch.randint(0, 2**62, (clips.shape[0],), generator=generator)
+        seed = shuffle_seeds(clips.shape[0], generator)
         return {**batch, "views": views, "shuffle_seed": seed}
 
     def query(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,10 +103,8 @@ class RhoMoCo(Method):
     @torch.no_grad()
     def keys(self, x: torch.Tensor, seed: int) -> torch.Tensor:
         """L2-normalised keys of `x` in its order; the key encoder sees the batch shuffled (shuffle BN)."""
-        if self.shuffle_bn:
-            x, undo = batch_shuffle(x, torch.Generator().manual_seed(seed))
-        k = F.normalize(self.key_head(self.key_backbone.forward_global(x)).float(), dim=1)
-        return batch_unshuffle(k, undo) if self.shuffle_bn else k
+        return shuffle_bn_forward(lambda v: F.normalize(self.key_head(self.key_backbone.forward_global(v)).float(), dim=1),
+                                  x, seed, self.shuffle_bn)
 
     def forward(self, batch: dict) -> dict:
         views, seed = batch["views"], int(batch["shuffle_seed"][0])

@@ -34,11 +34,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.views import ViewRecipe, augment_views
+from vidssl.data.views import ViewRecipe
 from vidssl.engine.dist import gather, get_rank, get_world_size
 from vidssl.losses.swav import sinkhorn, swav_loss
-from vidssl.methods.base import Method, embedding_std, register
+from vidssl.methods.base import FrameViewsMethod, embedding_std, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.heads import mlp
 from vidssl.models.heads_multicrop import check_multicrop, multicrop_forward
@@ -54,7 +53,7 @@ def swav_recipe(size: int, scale: tuple[float, float]) -> ViewRecipe:
 
 
 @register("swav")
-class SwAV(Method):
+class SwAV(FrameViewsMethod):
     def __init__(self, backbone: str = "resnet50", backbone_kwargs: dict | None = None, hidden: int = 2048,
                  feat_dim: int = 128, prototypes: int = 3000, global_crops: int = 2, global_size: int = 224,
                  global_scale: tuple = (0.14, 1.0), local_crops: int = 6, local_size: int = 96,
@@ -79,13 +78,6 @@ class SwAV(Method):
         self.queue_start_step, self.freeze_prototypes_steps = queue_start_step, freeze_prototypes_steps
         self.views = ([swav_recipe(global_size, global_scale)] * global_crops
                       + [swav_recipe(local_size, local_scale)] * local_crops)
-
-    def data_spec(self, d) -> DataSpec:
-        return DataSpec([ClipRequest("frame", 1, d.img_size, "square", frame_skip=1)])
-
-    def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
-        frames = batch["frame"][:, 0]  # (B, H, W, 3)
-        return {**batch, "views": [augment_views(frames, r, generator) for r in self.views]}
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
