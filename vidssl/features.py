@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, resize_frame
+from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, resize_frame, short_side_size
 from vidssl.data.datasets import discover_sources
 from vidssl.data.augment import normalize
 from vidssl.eval.encoder import frame_features, load_encoder
@@ -72,9 +72,7 @@ def read_manifest(path: str) -> dict[str, dict]:
 def _resize(frames: torch.Tensor, short_side: int) -> torch.Tensor:
     if not short_side:
         return frames
-    H, W = frames.shape[1:3]
-    s = short_side / min(H, W)
-    size = (max(round(H * s), 1), max(round(W * s), 1))
+    size = short_side_size(*frames.shape[1:3], short_side)
     return torch.from_numpy(np.stack([resize_frame(f, size) for f in frames.numpy()]))
 
 

@@ -61,6 +61,12 @@ def resize_frame(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) scaled so that the shorter side is `short_side` (aspect kept, at least 1 px)."""
+    s = short_side / min(height, width)
+    return max(round(height * s), 1), max(round(width * s), 1)
+
+
 class FrameCrop:
     """Crop a uint8 clip (T, H, W, 3) to (T, size, size, 3) in the workers. Policies (a box per frame, then an
     area-averaging resize):
