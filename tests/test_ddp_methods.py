@@ -7,25 +7,17 @@ exactly the methods' own cross-sample coupling: gathers with gradient, queues, S
 Libraries have shipped a 1/world_size error here."""
 import os
 import shutil
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 
+from dist_helpers import spawn, strip_batchnorm
 from method_cases import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORLD = 2
 
-
-def strip_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
-    for name, child in module.named_children():
-        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
-            setattr(module, name, torch.nn.Identity())
-        else:
-            strip_batchnorm(child)
-    return module
 
 
 class Control(torch.nn.Module):
@@ -121,11 +113,6 @@ def _worker(rank, port, cases, out):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory, sample_videos):
@@ -145,15 +132,7 @@ def ddp_runs(tmp_path_factory, sample_videos):
             single[name] = f"{type(e).__name__}: {e}"
             cases.pop(name, None)
     out = str(tmp_path_factory.mktemp("ddp"))
-    old = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        torch.multiprocessing.spawn(_worker, args=(_free_port(), cases, out), nprocs=WORLD, join=True)
-    finally:
-        if old is None:
-            os.environ.pop("OMP_NUM_THREADS")
-        else:
-            os.environ["OMP_NUM_THREADS"] = old
+    spawn(_worker, (cases, out), WORLD)
     return single, [torch.load(os.path.join(out, f"rank{r}.pt")) for r in range(WORLD)]
 
 

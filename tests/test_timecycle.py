@@ -3,11 +3,11 @@ reference's loss weights, the shared backward walks, and per-sample gradients (D
 import math
 import os
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dist_helpers import strip_batchnorm
 from vidssl.config import load_config
 from vidssl.losses.timecycle import (OFFSET_FACTOR, affine_grid, affinity, fixed_scale_theta, grid_loss,
                                      soft_inlier_score, warp)
@@ -193,14 +193,6 @@ def test_shared_backward_walks_equal_separate_cycles(method):
     finally:
         method.train()
 
-
-def strip_batchnorm(module):
-    for name, child in module.named_children():
-        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
-            setattr(module, name, torch.nn.Identity())
-        else:
-            strip_batchnorm(child)
-    return module
 
 
 def test_gradient_of_the_batch_is_the_mean_of_its_halves():

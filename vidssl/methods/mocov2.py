@@ -38,8 +38,22 @@ from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
 
 
+class MoCoEncoders:
+    """MoCo's query encoder (backbone -> head) and momentum key encoder (key_backbone -> key_head, fed the batch
+    shuffled across ranks when `shuffle_bn`): L2-normalised float32 embeddings. Shared by mocov2 and rho_moco."""
+
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.backbone.forward_global(x)).float(), dim=1)
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        """L2-normalised keys of `x` in its order; the key encoder sees the batch shuffled (shuffle BN)."""
+        return shuffle_bn_forward(lambda v: F.normalize(self.key_head(self.key_backbone.forward_global(v)).float(), dim=1),
+                                  x, seed, self.shuffle_bn)
+
+
 @register("mocov2")
-class MoCoV2(FrameViewsMethod):
+class MoCoV2(MoCoEncoders, FrameViewsMethod):
     ddp_kwargs = {"broadcast_buffers": False}  # queues are identical on every rank; BN statistics stay per rank
 
     def __init__(self, backbone: str = "resnet50", backbone_kwargs: dict | None = None, mlp_head: bool = True,
@@ -64,15 +78,6 @@ class MoCoV2(FrameViewsMethod):
     def device_augment(self, batch: dict, generator: torch.Generator) -> dict:
         batch = super().device_augment(batch, generator)
         return {**batch, "shuffle_seed": shuffle_seeds(len(batch["frame"]), generator)}
-
-    def query(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self.backbone.forward_global(x)).float(), dim=1)
-
-    @torch.no_grad()
-    def keys(self, x: torch.Tensor, seed: int) -> torch.Tensor:
-        """L2-normalised keys of `x` in its order; the key encoder sees the batch shuffled (shuffle BN)."""
-        return shuffle_bn_forward(lambda v: F.normalize(self.key_head(self.key_backbone.forward_global(v)).float(), dim=1),
-                                  x, seed, self.shuffle_bn)
 
     def forward(self, batch: dict) -> dict:
         im1, im2 = batch["views"]

@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_clip_views
-from vidssl.engine.dist import get_world_size, shuffle_bn_forward, shuffle_seeds
+from vidssl.engine.dist import get_world_size, shuffle_seeds
 from vidssl.engine.schedules import cosine_ramp
 from vidssl.losses.contrastive import moco_loss
 from vidssl.methods.base import Method, embedding_std, register
+from vidssl.methods.mocov2 import MoCoEncoders
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import ema_update, momentum_copy
 from vidssl.models.heads import mlp
@@ -57,7 +57,7 @@ def rho_moco_view(size: int = 224, scale: tuple = (0.2, 0.766)) -> ViewRecipe:
 
 
 @register("rho_moco")
-class RhoMoCo(Method):
+class RhoMoCo(MoCoEncoders, Method):
     ddp_kwargs = {"broadcast_buffers": False}  # the queue is identical on every rank; BN statistics stay per rank
 
     def __init__(self, rho: int = 2, backbone: str = "slow_r50", backbone_kwargs: dict | None = None,
@@ -96,15 +96,6 @@ class RhoMoCo(Method):
         # shuffle BN's permutation seed, one per sample to stay batch-first (rank 0's permutation is broadcast)
         seed = shuffle_seeds(clips.shape[0], generator)
         return {**batch, "views": views, "shuffle_seed": seed}
-
-    def query(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self.backbone.forward_global(x)).float(), dim=1)
-
-    @torch.no_grad()
-    def keys(self, x: torch.Tensor, seed: int) -> torch.Tensor:
-        """L2-normalised keys of `x` in its order; the key encoder sees the batch shuffled (shuffle BN)."""
-        return shuffle_bn_forward(lambda v: F.normalize(self.key_head(self.key_backbone.forward_global(v)).float(), dim=1),
-                                  x, seed, self.shuffle_bn)
 
     def forward(self, batch: dict) -> dict:
         views, seed = batch["views"], int(batch["shuffle_seed"][0])
