@@ -70,3 +70,30 @@ def test_recipe_option_is_off_by_default_reproducible_and_temporally_consistent(
     off = dataclasses.replace(params, field=None, color_field=None, field_seed=None)
     assert torch.equal(plain, apply_view_params(clips, off, base))  # with every mask off: the plain recipe
     assert not torch.allclose(apply_view_params(clips, params, rf), plain)
+
+
+def test_constant_rotation_and_scale_fields_are_a_global_rotation_and_zoom():
+    N, H, W = 1, 33, 33
+    img = torch.rand(N, 3, H, W, generator=gen(1))
+    zero = torch.zeros(N, 4, H, W)
+    assert torch.allclose(random_field_warp(img, zero, 0.0, rotation=0.3, log_scale=0.2), img, atol=1e-5)
+    for rot, zoom in ((0.25, 0.0), (0.0, 0.3), (0.2, -0.2)):
+        field = zero.clone()
+        field[:, 2], field[:, 3] = 1.0, 1.0
+        got = random_field_warp(img, field, 0.0, rotation=rot, log_scale=zoom)
+        s = math.exp(zoom)  # source = centre + s R(rot) (p - centre): affine_grid's theta in normalised coords
+        theta = torch.tensor([[[s * math.cos(rot), -s * math.sin(rot), 0.0],
+                               [s * math.sin(rot), s * math.cos(rot), 0.0]]])
+        grid = torch.nn.functional.affine_grid(theta, (N, 3, H, W), align_corners=False)
+        ref = torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="reflection",
+                                              align_corners=False)
+        torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    try:
+        random_field_warp(img, zero[:, :2], 0.0, rotation=0.1)
+        raise AssertionError("a 2-channel field with a rotation must be refused")
+    except ValueError as e:
+        assert "(N, 4, H, W)" in str(e)
+    rf = ViewRecipe(size=16, scale=(0.5, 1.0), field_p=1.0, field_amplitude=0.0, field_rotation=0.2,
+                    field_log_scale=0.1)
+    clips = torch.randint(0, 256, (2, 1, 24, 24, 3), dtype=torch.uint8)
+    assert torch.equal(augment_clip_views(clips, rf, gen(3)), augment_clip_views(clips, rf, gen(3)))

@@ -40,9 +40,10 @@ its brightness, saturation and hue vary per pixel (`random_field_color`, after c
 1 + a_b g_b, 1 + a_s g_s and a hue shift a_h g_h turns, (a_b, a_s, a_h) = `color_field_strength`. The GRF
 (`gaussian_random_field`) is white noise filtered by a Gaussian (an exactly stationary, unit-variance field with
 squared-exponential correlation exp(-d^2 / (2 l^2)) at distance d for length scale l = `field_scale` x side).
-The paper's spatial family also has local rotation, scale and shear fields, and its strengths and length scales
-are its own parametrisation; vidssl implements the translation and the hue/saturation/brightness forms, and
-every field is the same for all frames of a clip. The noise comes from a seed drawn from the step's generator
+The paper's spatial family also has local rotation and scale fields (`field_rotation`, `field_log_scale`: each
+pixel's position about the centre rotated / zoomed by its own smooth amount) and shear, and its strengths and
+length scales are its own parametrisation; vidssl implements translation, rotation, scale (no shear) and the
+hue/saturation/brightness forms, and every field is the same for all frames of a clip. The noise comes from a seed drawn from the step's generator
 and regenerated on the data's device (exact resume on the same device type).
 
 Differences from the official BYOL code (deepmind-research byol/utils/augmentations.py, TF conventions), kept
@@ -95,6 +96,8 @@ class ViewRecipe:
     field_p: float = 0.0  # random-field warp (Mansfield et al. 2023): probability per clip
     field_scale: float = 0.1  # its GRF length scale, a fraction of `size`
     field_amplitude: float = 0.02  # std of the per-pixel displacement, a fraction of `size`
+    field_rotation: float = 0.0  # std of the per-pixel rotation about the centre, radians (0 = no rotation field)
+    field_log_scale: float = 0.0  # std of the per-pixel log zoom about the centre (0 = no scale field)
     color_field_p: float = 0.0  # random-field brightness / saturation / hue: probability per clip
     color_field_scale: float = 0.1  # their GRF length scale, a fraction of `size`
     color_field_strength: tuple[float, float, float] = (0.2, 0.2, 0.05)  # std of the factors / hue shift (turns)
@@ -190,18 +193,31 @@ def gaussian_random_field(n: int, h: int, w: int, length_scale: float,
     return field[:, 0] / k.square().sum()  # the 2D kernel's L2 norm is |k|^2: unit variance
 
 
-def random_field_warp(images: torch.Tensor, field: torch.Tensor, amplitude) -> torch.Tensor:
-    """Warp images (N, C, H, W) by a displacement field (N, 2, H, W) (x then y, unit GRFs) times `amplitude`
-    (pixels; a float or one per image): out[y, x] = images[y + a f_y(y, x), x + a f_x(y, x)], bilinear,
-    reflected at the borders. amplitude 0 is the identity; a constant field a translation."""
+def random_field_warp(images: torch.Tensor, field: torch.Tensor, amplitude, rotation: float = 0.0,
+                      log_scale: float = 0.0) -> torch.Tensor:
+    """Warp images (N, C, H, W) by a smooth field, bilinear, reflected at the borders. `field` (N, 2, H, W) holds
+    unit GRFs for the x and y translation, times `amplitude` (pixels; a float or one per image): out[y, x] =
+    images[y + a f_y(y, x), x + a f_x(y, x)]. With `rotation` / `log_scale` (the paper's local rotation and scale
+    fields) `field` has two more channels: each pixel's position about the image centre is also rotated by
+    rotation * f_r radians and scaled by exp(log_scale * f_s). All zero is the identity; constant fields are a
+    global translation, rotation, zoom."""
     N, _, H, W = images.shape
-    a = torch.as_tensor(amplitude, dtype=images.dtype, device=images.device).reshape(-1, 1, 1, 1)
-    disp = field.to(images.dtype) * a  # pixels
-    ys = torch.arange(H, dtype=images.dtype, device=images.device)
-    xs = torch.arange(W, dtype=images.dtype, device=images.device)
-    gx = (xs.view(1, 1, W) + disp[:, 0] + 0.5) * (2.0 / W) - 1.0  # pixel centres, align_corners=False
-    gy = (ys.view(1, H, 1) + disp[:, 1] + 0.5) * (2.0 / H) - 1.0
-    grid = torch.stack([gx.expand(N, H, W), gy.expand(N, H, W)], dim=-1)
+    a = torch.as_tensor(amplitude, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
+    f = field.to(images.dtype)
+    ys = torch.arange(H, dtype=images.dtype, device=images.device).view(1, H, 1)
+    xs = torch.arange(W, dtype=images.dtype, device=images.device).view(1, 1, W)
+    px, py = xs + f[:, 0] * a, ys + f[:, 1] * a  # source positions, pixels
+    if rotation or log_scale:
+        if f.shape[1] < 4:
+            raise ValueError("random_field_warp: rotation / scale fields need a (N, 4, H, W) field")
+        theta, zoom = f[:, 2] * rotation, torch.exp(f[:, 3] * log_scale)
+        cx, cy = (W - 1) / 2, (H - 1) / 2
+        dx, dy = xs - cx, ys - cy
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        px = px + zoom * (cos * dx - sin * dy) - dx
+        py = py + zoom * (sin * dx + cos * dy) - dy
+    grid = torch.stack([((px + 0.5) * (2.0 / W) - 1.0).expand(N, H, W),  # pixel centres, align_corners=False
+                        ((py + 0.5) * (2.0 / H) - 1.0).expand(N, H, W)], dim=-1)
     return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
                                            align_corners=False)
 
@@ -302,9 +318,11 @@ def apply_view_params(clips: torch.Tensor, params: ViewParams, recipe: ViewRecip
         g = gaussian_random_field(len(i) // T * count, size, size, scale * size, field_gen)
         return g.view(-1, count, size, size).repeat_interleave(T, dim=0)
 
-    if params.field is not None and recipe.field_amplitude > 0:
+    affine = recipe.field_rotation > 0 or recipe.field_log_scale > 0
+    if params.field is not None and (recipe.field_amplitude > 0 or affine):
         x = _apply_to(x, params.field, T, lambda v, i: random_field_warp(
-            v, fields(i, 2, recipe.field_scale), recipe.field_amplitude * size))
+            v, fields(i, 4 if affine else 2, recipe.field_scale), recipe.field_amplitude * size,
+            recipe.field_rotation, recipe.field_log_scale))
     x = _apply_to(x, params.flip, T, lambda v, i: v.flip(-1))
 
     ops = [(_JITTER_OPS[k], k) for k in params.order.tolist()
