@@ -234,3 +234,18 @@ def test_configs_and_errors():
         build_method("timecycle", backbone="resnet18", crop_size=100, patch_size=56)
     with pytest.raises(ValueError, match="img_size"):
         build_method("timecycle", **TINY).data_spec(load_config(None, ["data.img_size=60"]).data)
+
+
+def test_evaluation_reads_the_projected_features_as_the_reference_test_code():
+    from vidssl.models import build_backbone
+
+    m = build_method("timecycle", **TINY)
+    enc = m.eval_encoder()
+    assert enc.spec["name"] == "projected" and enc.out_channels == TINY["embed_dim"] and enc.stride == 8
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), m.embed(x))  # what the method trains is what evaluation reads
+        assert (enc(x) >= 0).all()  # after the ReLU
+    assert enc.eval_kwargs() == {"base_kwargs": {"out_layer": "layer3", "stride8": True}}
+    with pytest.raises(ValueError, match="2D base"):
+        build_backbone("projected", base="r3d_18")

@@ -31,8 +31,8 @@ outputs the loss never reads (the skip prediction from the longest walk's crops,
 are not computed. The reference's loader flips the patch location once more after choosing it on already
 flipped frames, so half of its patches miss the motion; here the patch is always at a high-motion window.
 Videos too short for the clip plan are skipped (the reference shrinks the frame gap instead). Evaluation reads
-the backbone (layer3, stride 8): the reference's test code propagates with the 1x1-conv projection's
-normalised output instead, which an exported encoder (a vidssl backbone) cannot hold.
+what the reference's test code propagates with: the 1x1-conv projection of layer3 after ReLU (normalised by
+the propagation), exported as one "projected" backbone (vidssl/models/backbones.py).
 """
 from __future__ import annotations
 
@@ -79,7 +79,9 @@ class TimeCycle(Method):
                  loc_jitter: float = 1 / 12):
         super().__init__()
         kwargs = {"out_layer": "layer3", "stride8": True} if backbone_kwargs is None else backbone_kwargs
-        self.backbone = build_backbone(backbone, **kwargs)
+        # the encoder = backbone + the 1x1 projection, one exported module: evaluation propagates with the
+        # projected features, as the reference's test code (model_test.py: normalize(relu(afterconv1(layer3))))
+        self.encoder = build_backbone("projected", base=backbone, base_kwargs=kwargs, dim=embed_dim)
         s = self.backbone.stride
         if crop_size % s or patch_size % s:
             raise ValueError(f"timecycle: method.crop_size ({crop_size}) and method.patch_size ({patch_size}) must be "
@@ -92,7 +94,6 @@ class TimeCycle(Method):
                              f"({crop_size})")
         if pred_distance < 1:
             raise ValueError(f"timecycle: method.pred_distance must be >= 1, got {pred_distance}")
-        self.proj = nn.Conv2d(self.backbone.out_channels, embed_dim, kernel_size=1, bias=False)
         nn.init.kaiming_normal_(self.proj.weight, mode="fan_out", nonlinearity="relu")
         self.frame_hw, self.patch_hw = crop_size // s, patch_size // s
         self.scale = patch_size / crop_size  # the reference's 1/3
@@ -149,9 +150,20 @@ class TimeCycle(Method):
 
     # --- model -------------------------------------------------------------------------------------------------
 
+    @property
+    def backbone(self) -> nn.Module:  # the ResNet to layer3 (inside the exported encoder)
+        return self.encoder.base
+
+    @property
+    def proj(self) -> nn.Module:  # the reference's afterconv1
+        return self.encoder.proj
+
+    def eval_encoder(self) -> nn.Module:
+        return self.encoder
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images (N, 3, H, W) -> ReLU(1x1 conv(layer3)) (N, D, H/8, W/8) in float32 (not normalised)."""
-        return F.relu(self.proj(self.backbone(x))).float()
+        return self.encoder(x).float()
 
     def locate(self, query_n: torch.Tensor, base_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised query maps (N, D, h, w) in normalised base maps (N, D, H, W): (affinity, the localizer's

@@ -37,6 +37,7 @@ Registered names:
   agree; on other sizes DINO's patch conv drops the last partial patch and vidssl pads it. DINO's checkpoints use
   timm's parameter names (its vision_transformer.py), so `load_backbone_weights` loads them directly (a training
   checkpoint's "teacher" dict too: its "backbone." / "module." prefixes are stripped).
+- "projected": another 2D backbone + a 1x1 conv (+ ReLU) on its map (TimeCycle's evaluation features).
 - "r3d_18", "mc3_18", "r2plus1d_18", "s3d": torchvision video models (weights=None) without pooling and
   classifier; other keywords go to the torchvision constructor. `out_layer`: "layer3" or "layer4" (default)
   for the ResNets; for s3d "layer3" = features[:7] (through Mixed_3c, spatial stride 8), "layer4" =
@@ -237,6 +238,29 @@ class VideoBackbone(Backbone):
 
 for _name in VIDEO_BACKBONES:
     register_backbone(_name)(lambda n=_name, **kw: VideoBackbone(n, **kw))
+
+
+@register_backbone("projected")
+class ProjectedBackbone(Backbone):
+    """A 2D backbone followed by a 1x1 convolution to `dim` channels (+ ReLU) on its dense map: for methods whose
+    features for correspondence include a learned projection (TimeCycle's `afterconv1`, which its reference
+    test code propagates with: xiaolonw/TimeCycle models/videos/model_test.py). kwargs: `base` (a registered
+    name), `base_kwargs`, `dim`, `relu`. Evaluation reads the projected map of the base at its own eval layer."""
+
+    def __init__(self, base: str, base_kwargs: dict | None = None, dim: int = 512, relu: bool = True):
+        super().__init__()
+        self.base = build_backbone(base, **(base_kwargs or {}))
+        if self.base.is_video:
+            raise ValueError(f"a projected backbone needs a 2D base, not {base!r}")
+        self.proj = nn.Conv2d(self.base.out_channels, dim, kernel_size=1, bias=False)
+        self.relu, self.out_channels, self.stride = relu, dim, self.base.stride
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(self.base.forward_dense(x))
+        return torch.relu(y) if self.relu else y
+
+    def eval_kwargs(self) -> dict:
+        return {"base_kwargs": {**self.base.spec["kwargs"], **self.base.eval_kwargs()}}
 
 
 def load_backbone_weights(backbone: nn.Module, state: dict, strict_layers: bool = True) -> list[str]:
