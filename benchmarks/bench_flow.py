@@ -15,6 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import machine, print_table  # noqa: E402
+from vidssl.data.augment import resize_frame, short_side_size  # noqa: E402
 from vidssl.data.statistics import appearance_labels, flow_estimator, has_tvl1, motion_labels  # noqa: E402
 from vidssl.io import open_video  # noqa: E402
 
@@ -24,10 +25,8 @@ SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "s
 def gray_frames(path: str, n: int, short_side: int) -> list[np.ndarray]:
     with open_video(path) as r:
         frames = r.get_frames(list(range(min(n, r.num_frames)))).numpy()
-    h, w = frames.shape[1:3]
-    s = short_side / min(h, w)
-    size = (round(w * s), round(h * s))
-    return [cv2.cvtColor(cv2.resize(f, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY) for f in frames]
+    size = short_side_size(*frames.shape[1:3], short_side)
+    return [cv2.cvtColor(resize_frame(f, size), cv2.COLOR_RGB2GRAY) for f in frames]
 
 
 def main(argv=None) -> None:

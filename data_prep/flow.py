@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from data_prep.shards import add_shard_args, run_per_video
+from vidssl.data.augment import resize_frame, short_side_size
 from vidssl.data.statistics import FLOW_BOUND, FLOW_SUFFIX, encode_flow, flow_estimator
 from vidssl.io import open_video
 
@@ -30,11 +31,10 @@ CHUNK = 32  # frames decoded at a time
 
 
 def _resize(frame: np.ndarray, short_side: int) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if short_side <= 0 or min(h, w) <= short_side:
+    """Downscale only (area averaging), so that the short side is `short_side`."""
+    if short_side <= 0 or min(frame.shape[:2]) <= short_side:
         return frame
-    s = short_side / min(h, w)
-    return cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    return resize_frame(frame, short_side_size(*frame.shape[:2], short_side))
 
 
 def compute_video_flow(source: str, dest: str, algorithm: str = "auto", dis_preset: str = "medium",

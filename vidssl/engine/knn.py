@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, resize_frame
+from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, resize_frame, short_side_size
 from vidssl.io.frames import IMAGE_EXTENSIONS, read_image
 
 
@@ -50,9 +50,7 @@ def image_folder(root: str) -> tuple[list[str], list[int], list[str]]:
 
 def _load(path: str, size: int) -> np.ndarray:
     img = read_image(path)
-    h, w = img.shape[:2]
-    s = size / min(h, w)
-    img = resize_frame(img, (max(round(h * s), size), max(round(w * s), size)))
+    img = resize_frame(img, short_side_size(*img.shape[:2], size))
     top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
     return img[top:top + size, left:left + size]
 
