@@ -33,12 +33,13 @@ benchmarks/bench_motion_vectors.py.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Sequence
 
 import numpy as np
 
-from vidssl.io.video import VideoDecodeError
+from vidssl.io.video import VideoDecodeError, check_indices
 
 __all__ = ["read_motion_vectors", "MotionVectorReader", "Rasterizer", "rasterize_motion_vectors", "MV_CODECS"]
 
@@ -224,12 +225,8 @@ class MotionVectorReader:
         (T, ceil(H/cell), ceil(W/cell), 2), and their frame types with `with_types`."""
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell}")
-        idx = list(range(self.num_frames)) if indices is None else [int(i) for i in indices]
-        if not idx:
-            raise ValueError("read_motion_vectors needs at least one index")
-        bad = [i for i in idx if not 0 <= i < self.num_frames]
-        if bad:
-            raise IndexError(f"{self.path}: frame indices {bad[:5]} out of range [0, {self.num_frames})")
+        idx = check_indices(self.path, range(self.num_frames) if indices is None else indices, self.num_frames,
+                            "read_motion_vectors")
         uniq = sorted(set(idx))
         slot_of = {int(self._pts[i]): k for k, i in enumerate(uniq)}
         last = int(self._pts[uniq[-1]])
@@ -277,11 +274,17 @@ def _motion_side_data(frame):
     on the frame, and the container points back at it, a reference cycle that keeps every decoded frame alive
     until the garbage collector runs, so the decoder cannot reuse its buffers (measured on a 720p clip: 20k
     page faults and +30 % time per read). A container of our own is freed with the frame."""
+    container = _side_data_container()
+    return (container(frame) if container else frame.side_data).get("MOTION_VECTORS")
+
+
+@functools.cache
+def _side_data_container():
     try:
         from av.sidedata.sidedata import SideDataContainer
-    except ImportError:  # a PyAV without it: the cached container
-        return frame.side_data.get("MOTION_VECTORS")
-    return SideDataContainer(frame).get("MOTION_VECTORS")
+    except ImportError:  # a PyAV without it: the frame's cached container
+        return None
+    return SideDataContainer
 
 
 def read_motion_vectors(path: str | os.PathLike, indices: Sequence[int] | None = None, cell: int = GRID,

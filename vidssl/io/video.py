@@ -32,6 +32,17 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"{self.path}: {self.reason}")
 
 
+def check_indices(path: str, indices: Sequence[int], num_frames: int, caller: str) -> list[int]:
+    """`indices` as ints, each in [0, num_frames); ValueError when empty, IndexError naming the file."""
+    idx = [int(i) for i in indices]
+    if not idx:
+        raise ValueError(f"{caller} needs at least one index")
+    bad = [i for i in idx if not 0 <= i < num_frames]
+    if bad:
+        raise IndexError(f"{path}: frame indices {bad[:5]} out of range [0, {num_frames})")
+    return idx
+
+
 @functools.lru_cache(maxsize=None)
 def _usable(backend: str) -> bool:
     if importlib.util.find_spec(_MODULE_OF[backend]) is None:
@@ -108,12 +119,7 @@ class VideoReader:
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
         """Frames at `indices` (any order, repeats allowed) as a uint8 tensor (T, H, W, 3)."""
-        idx = [int(i) for i in indices]
-        if not idx:
-            raise ValueError("get_frames needs at least one index")
-        bad = [i for i in idx if not 0 <= i < self.num_frames]
-        if bad:
-            raise IndexError(f"{self.path}: frame indices {bad[:5]} out of range [0, {self.num_frames})")
+        idx = check_indices(self.path, indices, self.num_frames, "get_frames")
         uniq = sorted(set(idx))
         try:
             frames = self._impl.read(uniq)
