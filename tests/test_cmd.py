@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from test_motion_vectors import CODECS, N, write
-from vidssl.data.datasets import PlacementMiss
+from vidssl.data.spec import PlacementMiss
 from vidssl.io import VideoDecodeError
 from vidssl.losses.cmd import cmd_nce_loss
 from vidssl.methods import build_method

@@ -30,7 +30,7 @@ class Control(torch.nn.Module):
         self.gathered, self.a, self.b = gathered, torch.nn.Linear(5, 4), torch.nn.Linear(5, 4)
 
     def forward(self, batch):
-        from vidssl.engine.dist import gather_with_grad
+        from vidssl.dist import gather_with_grad
 
         q = torch.nn.functional.normalize(self.a(batch["x"]), dim=1)
         k = torch.nn.functional.normalize(self.b(batch["x"]), dim=1)
@@ -55,7 +55,7 @@ def global_batch(name, video_dir):
     from vidssl.config import load_config, to_dict
     from vidssl.data import VideoDataset, collate
     from vidssl.data.datasets import discover_sources
-    from vidssl.engine.optim import step_values
+    from vidssl.optim.optimizer import step_values
 
     cfg = load_config(os.path.join(ROOT, "configs", f"{name}_demo.yaml"),
                       [f"data.root={video_dir}", "out=/unused", *TINY[name]])

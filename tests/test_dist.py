@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dist_helpers import spawn
-from vidssl.engine import dist as D
+from vidssl import dist as D
 
 WORLD = 2
 N_LOCAL = 4  # per-rank batch

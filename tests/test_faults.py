@@ -257,7 +257,7 @@ def test_resume_with_changed_settings_is_refused_or_recorded(tmp_path, sample_vi
 
 def test_non_finite_buffers_never_make_a_good_checkpoint(tmp_path, sample_videos):
     import torch
-    from vidssl.engine import load_checkpoint
+    from vidssl.io.checkpoint import load_checkpoint
     from vidssl.engine.trainer import Trainer
 
     _train(tmp_path, sample_videos[2])

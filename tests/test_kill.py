@@ -33,7 +33,7 @@ def kill_when(cmd, ready, timeout=120):
 
 @pytest.mark.slow
 def test_kill_9_during_training_then_resume(tmp_path, sample_videos):
-    from vidssl.engine import load_checkpoint
+    from vidssl.io.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     args = [f"data.root={sample_videos[2]}", f"out={out}", "trainer.max_steps=500", "trainer.ckpt_every=1", *CRW_TINY]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidssl.engine.knn import KNNMonitor, knn_predict
+from vidssl.eval.knn import KNNMonitor, knn_predict
 
 
 def test_knn_votes_by_hand():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidssl.engine.lars import LARS, exclude_bias_and_norm
+from vidssl.optim.lars import LARS, exclude_bias_and_norm
 
 
 def test_lars_two_steps_by_hand():

@@ -7,7 +7,7 @@ import torch
 
 from vidssl.config import load_config
 from vidssl.data import ClipRequest, DataSpec
-from vidssl.engine.checkpoint import load_checkpoint
+from vidssl.io.checkpoint import load_checkpoint
 from vidssl.engine.trainer import Trainer
 from vidssl.methods import METHODS, Method, register
 from vidssl.models import build_backbone
@@ -106,7 +106,7 @@ def test_resume_with_another_world_size_is_refused(tmp_path, video_dir):
 
 
 def test_unknown_group_key_and_method_kwarg_are_named():
-    from vidssl.engine.optim import build_optimizer
+    from vidssl.optim.optimizer import build_optimizer
 
     cfg = load_config(None, [])
     with pytest.raises(ValueError, match="lr_scal"):

@@ -15,7 +15,8 @@ import torch
 from eval_davis.__main__ import main as eval_main
 from method_cases import TINY
 from vidssl.config import load_config
-from vidssl.engine import load_checkpoint, train
+from vidssl.engine import train
+from vidssl.io.checkpoint import load_checkpoint
 from vidssl.features import main as extract_main
 from vidssl.methods import build_method
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vidssl.config import load_config
-from vidssl.engine import load_checkpoint, train
+from vidssl.engine import train
+from vidssl.io.checkpoint import load_checkpoint
 from vidssl.data import ClipRequest, DataSpec
 from vidssl.methods import Method, register
 from vidssl.models import build_backbone

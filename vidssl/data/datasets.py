@@ -14,7 +14,7 @@ import torch
 
 from vidssl.data.augment import FrameCrop
 from vidssl.data.samplers import clip_indices, frame_step, random_clip_start
-from vidssl.data.spec import ClipRequest, DataSpec
+from vidssl.data.spec import ClipRequest, DataSpec, PlacementMiss
 from vidssl.io import VIDEO_EXTENSIONS, VideoDecodeError, open_video
 from vidssl.io.frames import IMAGE_EXTENSIONS
 
@@ -79,10 +79,6 @@ def overlap_shift(req: ClipRequest, rate: float, step: float) -> float:
     if req.overlap_rule == "span":
         return float(math.floor((1 - rate) * (req.length - 1) * step + 1e-6))
     return (req.length - round(rate * req.length)) * step
-
-
-class PlacementMiss(VideoDecodeError):
-    """This draw of a placed request fell outside the video; another draw of the same video may fit."""
 
 
 class VideoDataset(torch.utils.data.Dataset):

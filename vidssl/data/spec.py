@@ -24,8 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+from vidssl.io.video import VideoDecodeError
+
 PLACEMENTS = ("independent", "overlap", "gap", "same")
 CROPS = ("per_frame", "per_clip", "square", "resize")
+
+
+class PlacementMiss(VideoDecodeError):
+    """This draw of a placed request (or of a transform's side data) fell outside the video; another draw of the
+    same video may fit. Raised by the dataset and by `DataSpec.transform`s."""
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from vidssl.config import TrainConfig, to_dict
 from vidssl.data import StepBatchSampler, VideoDataset, collate, discover_sources
-from vidssl.engine.checkpoint import load_checkpoint, save_checkpoint
-from vidssl.engine.knn import KNNMonitor
+from vidssl.io.checkpoint import load_checkpoint, save_checkpoint
+from vidssl.eval.knn import KNNMonitor
 from vidssl.engine.logs import BadVideoLog, MetricsLog
-from vidssl.engine.optim import apply_step_values, build_optimizer, step_values
+from vidssl.optim.optimizer import apply_step_values, build_optimizer, step_values
 from vidssl.io.atomic import remove_stale_temporaries
 from vidssl.methods import Method, build_method
 from vidssl.models.export import CHECKPOINT, META, WEIGHTS, encoder_meta, export_encoder

@@ -23,22 +23,11 @@ import dataclasses
 
 
 from vidssl.data.views import BYOL_VIEWS
-from vidssl.engine.dist import gather_with_grad
+from vidssl.dist import gather_with_grad
 from vidssl.losses.barlow_twins import barlow_twins_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
-from vidssl.models.heads import linear_bn_mlp
+from vidssl.models.heads import linear_bn_mlp, parse_sizes
 
-
-def parse_sizes(sizes: str | int | list, setting: str) -> list[int]:
-    """'8192-8192-8192' (the official --projector / --mlp format), a list or one int -> layer sizes."""
-    try:
-        out = [int(s) for s in (sizes.split("-") if isinstance(sizes, str) else
-                                sizes if isinstance(sizes, (list, tuple)) else [sizes])]
-    except ValueError:
-        out = []
-    if not out or min(out) < 1:
-        raise ValueError(f"{setting} must be layer sizes such as '8192-8192-8192', got {sizes!r}")
-    return out
 
 
 @register("barlow_twins")

@@ -28,7 +28,7 @@ import torchvision
 
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_views
-from vidssl.engine.lars import exclude_bias_and_norm
+from vidssl.optim.lars import exclude_bias_and_norm
 from vidssl.models.backbones import build_backbone
 
 METHODS: dict[str, type["Method"]] = {}

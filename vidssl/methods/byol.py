@@ -18,7 +18,7 @@ import dataclasses
 import torch
 
 from vidssl.data.views import BYOL_VIEWS, ViewRecipe
-from vidssl.engine.schedules import cosine_ramp
+from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.byol import byol_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone

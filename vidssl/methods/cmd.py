@@ -31,7 +31,7 @@ Deviations, on purpose:
   the official token grid (2 x 7 x 7 for 16 frames at 112 px), so the last layer is read as is.
 - a horizontal flip negates the x component of the vectors (the official code mirrors the map only).
 - the I-frame is cut from the clip's square canvas (its own random crop on the device), not the whole frame.
-- gradients: keys are gathered with vidssl.engine.dist.gather_with_grad, so a torchrun run has exactly the
+- gradients: keys are gathered with vidssl.dist.gather_with_grad, so a torchrun run has exactly the
   gradients of one process on the global batch; the official code's manual reduction leaves the keys' share
   1/world_size smaller (identical on one GPU).
 - vectors are read at 4 px cells (exact for MPEG-4 / H.264 blocks) from the same re-encoded file as the RGB
@@ -48,9 +48,9 @@ import torchvision
 from torchvision.ops import roi_align
 
 from vidssl.data.augment import FrameCrop, sample_rrc_boxes
-from vidssl.data.spec import ClipRequest, DataSpec
+from vidssl.data.spec import ClipRequest, DataSpec, PlacementMiss
 from vidssl.data.views import ViewRecipe, apply_view_params, augment_views, draw_view_params
-from vidssl.engine.dist import gather_with_grad, get_rank
+from vidssl.dist import gather_with_grad, get_rank
 from vidssl.io import open_video
 from vidssl.io.motion_vectors import MotionVectorReader
 from vidssl.losses.cmd import cmd_nce_loss
@@ -84,8 +84,6 @@ class CMDSideData:
     cell: int = 4
 
     def __call__(self, sample: dict, generator: torch.Generator) -> dict:
-        from vidssl.data.datasets import PlacementMiss
-
         path, idx = sample["path"], sample["clip_index"].reshape(-1).tolist()
         box = sample["clip_box"].reshape(-1, 4)[0]
         Fm = self.future_frames

@@ -16,7 +16,7 @@ view 2 keys), as in the official code.
 Keys come from the momentum key encoder as in the official code; lightly's DenseCL example takes them from the
 online branch instead. Batch norm: the official config uses plain BN (norm_cfg=dict(type='BN'), not SyncBN)
 with MoCo's shuffle BN for the key encoder; here the key batch is shuffled across processes under torchrun
-(vidssl.engine.dist.batch_shuffle, permutation drawn from the step's generator). In one process a shuffle
+(vidssl.dist.batch_shuffle, permutation drawn from the step's generator). In one process a shuffle
 cannot change batch statistics, so it is skipped. The queues hold the keys of the whole global batch, so the
 queue size must be a multiple of it (ValueError otherwise, as the official assert).
 
@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidssl.data.views import mocov2_view
-from vidssl.engine.dist import shuffle_bn_forward, shuffle_seeds
+from vidssl.dist import shuffle_bn_forward, shuffle_seeds
 from vidssl.losses.contrastive import moco_loss
 from vidssl.losses.dense_ssl import densecl_dense_loss
 from vidssl.methods.base import FrameViewsMethod, embedding_std, frame_backbone, register

@@ -32,8 +32,8 @@ from __future__ import annotations
 import torch
 
 from vidssl.data.views import ViewRecipe
-from vidssl.engine.dist import all_reduce_mean
-from vidssl.engine.schedules import cosine_ramp
+from vidssl.dist import all_reduce_mean
+from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.dino import dino_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone

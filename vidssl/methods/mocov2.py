@@ -11,7 +11,7 @@ queue of 65536 past keys (vidssl.models.queue.FeatureQueue) with InfoNCE at temp
 gradient, so every rank holds the same queue; the queue size must be a multiple of the global batch).
 
 Shuffle BN (builder.py `_batch_shuffle_ddp`): the key batch is permuted across the global batch before the key
-encoder and the keys are put back in order after it (vidssl.engine.dist.batch_shuffle / batch_unshuffle), so a
+encoder and the keys are put back in order after it (vidssl.dist.batch_shuffle / batch_unshuffle), so a
 key's BatchNorm statistics come from other samples than its query's. The permutation is drawn from the step's
 generator (a seed drawn in `device_augment`), so resume is exact. It also runs in one process, where it
 leaves batch statistics unchanged (the official code only supports DDP).
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from vidssl.data.views import mocov2_view
-from vidssl.engine.dist import shuffle_bn_forward, shuffle_seeds
+from vidssl.dist import shuffle_bn_forward, shuffle_seeds
 from vidssl.losses.contrastive import moco_loss
 from vidssl.methods.base import FrameViewsMethod, embedding_std, frame_backbone, register
 from vidssl.models.ema import ema_update, momentum_copy

@@ -16,7 +16,7 @@ the released ResNet code uses 2). The official Linear layers have no bias; here 
 keep one, which does nothing before a BN and adds one bias vector at the end of the ResNet predictor.
 
 Distributed: the official code gathers the keys (no gradient) and offsets each rank's labels by rank x N. Here
-every rank gathers the queries with gradient (vidssl.engine.dist.gather_with_grad) and the keys without, and
+every rank gathers the queries with gradient (vidssl.dist.gather_with_grad) and the keys without, and
 computes the loss of the whole global batch: the same gradient after DDP's averaging, one code path.
 
 Optimisation (main_moco.py): ResNet-50 LARS, lr 0.3 x batch / 256 (0.6 for 100 epochs), wd 1.5e-6 (1e-6 at
@@ -37,8 +37,8 @@ import dataclasses
 import torch
 
 from vidssl.data.views import BYOL_VIEWS, ViewRecipe
-from vidssl.engine.dist import gather, gather_with_grad
-from vidssl.engine.schedules import cosine_ramp
+from vidssl.dist import gather, gather_with_grad
+from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.contrastive import mocov3_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
 from vidssl.models.ema import ema_update, momentum_copy

@@ -36,8 +36,8 @@ import torch.nn as nn
 
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_clip_views
-from vidssl.engine.dist import get_world_size, shuffle_seeds
-from vidssl.engine.schedules import cosine_ramp
+from vidssl.dist import get_world_size, shuffle_seeds
+from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.contrastive import moco_loss
 from vidssl.methods.base import Method, embedding_std, register
 from vidssl.methods.mocov2 import MoCoEncoders

@@ -31,7 +31,7 @@ import torch
 from torchvision.ops import roi_align
 
 from vidssl.data.views import apply_view_params, draw_view_params
-from vidssl.engine.dist import all_reduce_sum, get_world_size, is_distributed
+from vidssl.dist import all_reduce_sum, get_world_size, is_distributed
 from vidssl.losses.byol import byol_loss
 from vidssl.methods.base import check_frame_backbone, embedding_std, register
 from vidssl.methods.byol import BYOL

@@ -27,7 +27,7 @@ import torch
 
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import SIMCLR_VIEW, augment_views
-from vidssl.engine.dist import gather_with_grad
+from vidssl.dist import gather_with_grad
 from vidssl.losses.contrastive import info_nce_loss
 from vidssl.methods.base import Method, decay_groups, embedding_std, frame_backbone, register
 from vidssl.models.heads import mlp

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidssl.data.views import ViewRecipe
-from vidssl.engine.dist import gather, get_rank, get_world_size
+from vidssl.dist import gather, get_rank, get_world_size
 from vidssl.losses.swav import sinkhorn, swav_loss
 from vidssl.methods.base import FrameViewsMethod, embedding_std, register
 from vidssl.models.backbones import build_backbone

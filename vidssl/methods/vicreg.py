@@ -6,7 +6,7 @@ vidssl/data/views.py BYOL_VIEWS), one network backbone -> expander (8192-8192-81
 biases, a last Linear without bias, as main_vicreg.py `Projector`) and the loss
 25 * invariance + 25 * variance + 1 * covariance (vidssl.losses.vicreg, the official formula). Each view goes
 through the network in its own pass. Under torchrun the embeddings are gathered with gradient (the official
-FullGatherLayer: vidssl.engine.dist.gather_with_grad) and the variance and covariance terms use the global
+FullGatherLayer: vidssl.dist.gather_with_grad) and the variance and covariance terms use the global
 batch; here the invariance term does too (the official one is per GPU, and DDP's average over GPUs of the
 per-GPU means is the same global mean).
 
@@ -21,9 +21,8 @@ import dataclasses
 
 
 from vidssl.data.views import BYOL_VIEWS
-from vidssl.engine.dist import gather_with_grad
+from vidssl.dist import gather_with_grad
 from vidssl.losses.vicreg import vicreg_terms
-from vidssl.methods.barlow_twins import parse_sizes
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
 from vidssl.models.heads import linear_bn_mlp
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 
 from vidssl.data.views import ViewRecipe
-from vidssl.engine.dist import gather, gather_with_grad, is_distributed
+from vidssl.dist import gather, gather_with_grad, is_distributed
 from vidssl.losses.wmse import wmse_loss
 from vidssl.methods.base import FrameViewsMethod, embedding_std, frame_backbone, register
 from vidssl.models.heads import linear_bn_mlp

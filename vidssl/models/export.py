@@ -52,7 +52,7 @@ def load_state_file(path: str) -> dict:
             return load_file(path)
         except Exception as e:
             raise ValueError(f"{path} is not a readable safetensors file ({e})") from e
-    from vidssl.engine.checkpoint import load_checkpoint
+    from vidssl.io.checkpoint import load_checkpoint
 
     return load_checkpoint(path)
 

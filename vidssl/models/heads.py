@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch.nn as nn
 
-__all__ = ["mlp", "linear_bn_mlp", "byol_projector", "byol_predictor"]
+__all__ = ["mlp", "linear_bn_mlp", "byol_projector", "byol_predictor", "parse_sizes"]
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, batch_norm: bool = True,
@@ -60,3 +60,14 @@ def linear_bn_mlp(dims: Sequence[int], hidden_bias: bool = False, last_bias: boo
     if last_bn:
         layers.append(nn.BatchNorm1d(dims[-1], affine=False))
     return nn.Sequential(*layers)
+
+def parse_sizes(sizes: str | int | list, setting: str) -> list[int]:
+    """'8192-8192-8192' (the official --projector / --mlp format), a list or one int -> layer sizes."""
+    try:
+        out = [int(s) for s in (sizes.split("-") if isinstance(sizes, str) else
+                                sizes if isinstance(sizes, (list, tuple)) else [sizes])]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise ValueError(f"{setting} must be layer sizes such as '8192-8192-8192', got {sizes!r}")
+    return out

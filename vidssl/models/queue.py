@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidssl.engine.dist import gather
+from vidssl.dist import gather
 
 
 class FeatureQueue(nn.Module):

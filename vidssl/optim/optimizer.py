@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from vidssl.engine.schedules import cosine_ramp, lr_factor
+from vidssl.optim.schedules import cosine_ramp, lr_factor
 
 GROUP_KEYS = {"params", "name", "lr_scale", "wd_scale", "static_lr", "lars_exclude"}
 
@@ -33,7 +33,7 @@ def build_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
     if cfg.name == "lars":
-        from vidssl.engine.lars import LARS
+        from vidssl.optim.lars import LARS
 
         return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd, eta=cfg.eta)
     raise ValueError(f"unknown optimizer {cfg.name!r}: adam, adamw, sgd or lars")
