@@ -1,4 +1,4 @@
-"""DAVIS J&F computation: vidssl.eval.davis.evaluate_results vs the official davis2017-evaluation
+"""DAVIS J&F computation: vidssl.eval.tasks.davis.evaluate_results vs the official davis2017-evaluation
 (DAVISEvaluation.evaluate, what evaluation_method.py runs) on the same results folder, checking that every
 per-object number is identical. Uses the real DAVIS sequences in ../shared/data/davis2016 (or --davis-root)
 with predictions made by eroding the ground truth, both written as palette PNGs by PIL (the format of the
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import machine, print_table, timed  # noqa: E402
-from vidssl.eval.davis import evaluate_results, list_sequences, read_gt, read_masks, sequence_files  # noqa: E402
+from vidssl.eval.tasks.davis import evaluate_results, list_sequences, read_gt, read_masks, sequence_files  # noqa: E402
 from vidssl.eval.davis_metrics import evaluate_sequence  # noqa: E402
 from vidssl.io import write_davis_mask  # noqa: E402
 

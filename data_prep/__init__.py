@@ -1,1 +1,1 @@
-"""Dataset download / verification scripts: python -m data_prep.davis2017 ..., python -m data_prep.jhmdb ..."""
+"""Entry points of the preparation steps in vidssl/prep: `python -m data_prep.<step> --help`."""

@@ -1,7 +1,7 @@
 import os
 
-from data_prep import davis2017, jhmdb
-from data_prep.fetch import fetch_all
+from vidssl.prep import davis2017, jhmdb
+from vidssl.prep.fetch import fetch_all
 
 
 def test_davis_verify_names_missing_pieces(tmp_path):

@@ -45,7 +45,7 @@ def test_cli_writes_official_layout_and_scores(tmp_path, tiny_davis):
         assert v.num_frames == 6 and v.get_frames([5]).shape == (1, 48, 64, 3)
     # results are recomputed from the PNGs: damage one and the score drops
     before = summary["J&F-Mean"]
-    from vidssl.eval.davis import evaluate_results
+    from vidssl.eval.tasks.davis import evaluate_results
     seq = names[0]
     for t in range(1, 5):
         Image.fromarray(np.zeros((48, 64), np.uint8), mode="P").save(res / seq / f"{t:05d}.png")
@@ -54,7 +54,7 @@ def test_cli_writes_official_layout_and_scores(tmp_path, tiny_davis):
 
 
 def test_ground_truth_as_result_scores_one(tmp_path, tiny_davis):
-    from vidssl.eval.davis import evaluate_results
+    from vidssl.eval.tasks.davis import evaluate_results
 
     root, names = tiny_davis
     g, rows, notes = evaluate_results(root, os.path.join(root, "Annotations", "480p"), names)
@@ -63,7 +63,7 @@ def test_ground_truth_as_result_scores_one(tmp_path, tiny_davis):
 
 
 def test_missing_result_frame_is_an_error(tmp_path, tiny_davis):
-    from vidssl.eval.davis import evaluate_results
+    from vidssl.eval.tasks.davis import evaluate_results
 
     root, names = tiny_davis
     with pytest.raises(FileNotFoundError, match="00000.png"):
@@ -88,7 +88,7 @@ def test_real_jhmdb(tmp_path, shared_data):
     header = read_csv(out / "pck.csv")[0]
     assert header[0] == "threshold" and header[-1] == "mean" and len(header) == 17
     # frame 0 is the given pose: decoded back within a cell of the ground truth
-    from vidssl.eval.jhmdb import load_joints
+    from vidssl.eval.tasks.jhmdb import load_joints
     gt = load_joints(os.path.join(shared_data, "jhmdb"), video)
     assert np.nanmax(np.abs(kp[0] - gt[0])) < 16
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.flow import main as flow_main
+from vidssl.prep.flow import main as flow_main
 from vidssl.data.statistics import flow_dir
 from vidssl.data.statistics import encode_flow, decode_flow, flow_estimator, read_clip_flow, read_flow
 from vidssl.io import VideoDecodeError

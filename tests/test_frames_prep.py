@@ -3,7 +3,7 @@ import shutil
 
 import cv2
 
-from data_prep.frames import main as frames_main
+from vidssl.prep.frames import main as frames_main
 from vidssl.data.datasets import discover_sources
 from vidssl.io import open_video
 

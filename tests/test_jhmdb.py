@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidssl.eval.jhmdb import decode_keypoints, joint_heatmaps, pck
+from vidssl.eval.tasks.jhmdb import decode_keypoints, joint_heatmaps, pck
 
 
 def test_heatmap_peak_and_background():

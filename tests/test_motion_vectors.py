@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.reencode import main as reencode_main
+from vidssl.prep.reencode import main as reencode_main
 from vidssl.io import VideoDecodeError, read_motion_vectors
 from vidssl.io import motion_vectors
 from vidssl.io.motion_vectors import MV_DTYPE, Rasterizer, rasterize_motion_vectors

@@ -1,4 +1,6 @@
-"""`vidssl train | eval | extract | demo | prep` (and `python train.py`, `python -m eval_davis`)."""
+"""`vidssl COMMAND ...`: train | eval | extract | prep | demo (also `python train.py`, `python -m eval_davis`,
+`python -m data_prep.<step>`). Every command takes `--help`, and `--debug` to show the traceback of an error
+instead of one line."""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +8,15 @@ import os
 import sys
 from typing import Callable
 
+from vidssl import __version__
+
 
 def _train(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="vidssl train", description="Train a method; key=value overrides follow.")
-    p.add_argument("--config", help="YAML config (configs/*.yaml)")
+    p = argparse.ArgumentParser(prog="vidssl train", description="Train a method from a YAML recipe; dotted "
+                                "key=value overrides follow (e.g. trainer.max_steps=100 out=runs/mine).")
+    p.add_argument("--config", help="YAML config (configs/*.yaml); without it, the built-in defaults (CRW)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=100")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = p.parse_args(argv)
     from vidssl.config import load_config
     from vidssl.engine import train
@@ -18,14 +24,8 @@ def _train(argv: list[str]) -> None:
     train(load_config(args.config, args.overrides))
 
 
-def _demo(argv: list[str]) -> None:
-    from vidssl.demo import main as demo_main
-
-    demo_main(argv)
-
-
 def _eval(argv: list[str]) -> None:
-    from eval_davis.__main__ import main as eval_main
+    from vidssl.eval.runner import main as eval_main
 
     eval_main(argv)
 
@@ -37,16 +37,34 @@ def _extract(argv: list[str]) -> None:
 
 
 def _prep(argv: list[str]) -> None:
-    datasets = ("davis2017", "jhmdb")
-    if not argv or argv[0] not in datasets:
-        print(f"usage: vidssl prep {{{'|'.join(datasets)}}} {{download|verify}} --root DIR")
-        sys.exit(2)
     import importlib
 
-    sys.exit(importlib.import_module(f"data_prep.{argv[0]}").main(argv[1:]))
+    from vidssl.prep import STEPS
+
+    p = argparse.ArgumentParser(prog="vidssl prep", description="Prepare data: `vidssl prep STEP --help` lists a "
+                                "step's options.")
+    sub = p.add_subparsers(dest="step", required=True, metavar="STEP")
+    for name, line in STEPS.items():
+        sub.add_parser(name, help=line, add_help=False)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    step = p.parse_args(argv[:1]).step
+    result = importlib.import_module(f"vidssl.prep.{step}").main(argv[1:])
+    sys.exit(1 if (result["failed"] if isinstance(result, dict) else result) else 0)
 
 
-COMMANDS = {"train": _train, "eval": _eval, "extract": _extract, "demo": _demo, "prep": _prep}
+def _demo(argv: list[str]) -> None:
+    from vidssl.demo import main as demo_main
+
+    demo_main(argv)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], object]]] = {
+    "train": ("train a method from a YAML recipe (the one trainer; torchrun for several processes)", _train),
+    "eval": ("evaluate an encoder by label propagation: vidssl eval davis|jhmdb|... --help", _eval),
+    "extract": ("extract dense or clip features of videos to .npy files with a manifest", _extract),
+    "prep": ("download / verify datasets, precompute frames, flow, re-encodes", _prep),
+    "demo": ("the main job: train CRW on the sample clips, then evaluate it (minutes on a CPU)", _demo),
+}
 
 
 def one_line_errors(fn: Callable[[list[str]], object], argv: list[str]) -> None:
@@ -70,12 +88,20 @@ def one_line_errors(fn: Callable[[list[str]], object], argv: list[str]) -> None:
         sys.exit(1)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="vidssl COMMAND --help lists the options of a command.")
+    p.add_argument("--version", action="version", version=f"vidssl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (line, _) in COMMANDS.items():
+        sub.add_parser(name, help=line, add_help=False)
+    return p
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: vidssl {{{'|'.join(COMMANDS)}}} ...  (vidssl COMMAND --help for its options)")
-        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    one_line_errors(COMMANDS[argv[0]], argv[1:])
+    command = build_parser().parse_args(argv[:1]).command  # --help / --version exit here
+    one_line_errors(COMMANDS[command][1], argv[1:])
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default=CONFIG if os.path.isfile(CONFIG) else None)
     p.add_argument("overrides", nargs="*", help="training overrides, e.g. trainer.max_steps=20")
     args = p.parse_args(argv)
-    from eval_davis.__main__ import main as evaluate
     from vidssl.config import load_config
     from vidssl.engine import train
+    from vidssl.eval.runner import main as evaluate
 
     t0 = time.time()
     cfg = load_config(args.config, [f"out={os.path.join(args.out, 'train')}", "trainer.resume=true", *args.overrides])
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     result = train(cfg)
     t1 = time.time()
     print("== 2/2 evaluating by label propagation on the embedded synthetic DAVIS-layout set")
-    trained = evaluate(["--out", os.path.join(args.out, "eval_crw"), "--checkpoint", result["checkpoint"]])
-    random = evaluate(["--out", os.path.join(args.out, "eval_random"), "--backbone", "crw_resnet18", "--init", "random",
+    trained = evaluate(["davis", "--out", os.path.join(args.out, "eval_crw"), "--checkpoint", result["checkpoint"]])
+    random = evaluate(["davis", "--out", os.path.join(args.out, "eval_random"), "--backbone", "crw_resnet18", "--init", "random",
                        "--no-overlays"])
     t2 = time.time()
     with open(os.path.join(cfg.out, "metrics.jsonl")) as f:

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import torch
 
+from vidssl.eval.tasks import EvalContext, EvalTask, TaskResult, register_task
+
 JOINTS = ("neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip", "left_hip", "right_elbow",
           "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist", "right_ankle", "left_ankle")
 # skeleton edges (child, parent) of the JHMDB puppet joints above
@@ -179,3 +181,27 @@ def run_jhmdb(root: str, out: str, encoder, videos: list[str], device: torch.dev
         for th, row in zip(THRESHOLDS, table):
             f.write(f"{th}," + ",".join(f"{v:.2f}" for v in row) + "\n")
     return table
+
+
+@register_task("jhmdb")
+class JhmdbTask(EvalTask):
+    """JHMDB pose tracking: the 15 joints of the first frame propagated as heatmaps (the CRW reference's
+    protocol), PCK at 0.1..0.5 of the ground-truth joints' box."""
+
+    help = "JHMDB PCK (keypoint propagation)"
+
+    @staticmethod
+    def add_arguments(parser) -> None:
+        parser.add_argument("--jhmdb-root", required=True, help="JHMDB folder (Rename_Images/, joint_positions/)")
+        parser.add_argument("--split-list",
+                            help="a list of class/video lines, a *_test_split1.txt, or a folder of them")
+
+    def run(self, ctx: EvalContext) -> TaskResult:
+        videos = list_videos(self.args.jhmdb_root, self.args.split_list)
+        print(f"JHMDB: {len(videos)} video(s); encoder: {ctx.description}")
+        table = run_jhmdb(self.args.jhmdb_root, ctx.out, ctx.encoder, videos, ctx.device, ctx.protocol.propagation(),
+                          overlays=ctx.overlays, clip_len=ctx.protocol.clip_len)
+        headline = {"PCK@0.1": table[0, -1], "PCK@0.2": table[1, -1]}
+        return TaskResult(headline=headline, rows=[{"video": v} for v in videos],
+                          report=f"PCK@0.1 {table[0, -1]:.2f}   PCK@0.2 {table[1, -1]:.2f}   (pck.csv in {ctx.out})",
+                          details={"dataset": "jhmdb"})

@@ -1,0 +1,72 @@
+"""`vidssl eval TASK ...`: one runner for every evaluation task of vidssl/eval/tasks/ (DAVIS J&F, JHMDB PCK, ...).
+
+  vidssl eval davis --davis-root DAVIS --out OUT --checkpoint runs/crw    # a run folder, encoder.json or .pt
+  vidssl eval davis --davis-root DAVIS --out OUT --backbone r3d_18 --init random --sequences bear,dog
+  vidssl eval jhmdb --jhmdb-root JHMDB --split-list JHMDB/splits --out OUT --checkpoint CKPT
+  vidssl eval davis --out OUT --checkpoint CKPT       # no root: the embedded synthetic DAVIS-layout set
+
+Every task shares the model options (which encoder) and the propagation protocol; its own options say which data.
+`--debug` shows the traceback of an error instead of one line.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import resource
+
+import torch
+
+from vidssl.eval.protocol import add_protocol_arguments, protocol_from_args
+from vidssl.eval.tasks import TASKS, EvalContext
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--checkpoint", help="a run folder, its encoder.json / encoder.safetensors, or a training checkpoint")
+    g.add_argument("--backbone", default="crw_resnet18",
+                   help="registered backbone when no checkpoint is given (crw_resnet18, resnet50, r3d_18, timm:NAME...)")
+    g.add_argument("--init", default="random", help="random | pixels | weights:PATH (without --checkpoint)")
+    g.add_argument("--weights", help="local state dict for --backbone (same as --init weights:PATH)")
+    g.add_argument("--allow-partial", action="store_true", help="accept weights that leave backbone tensors unset")
+    g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+
+
+def build_parser(prog: str = "vidssl eval") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="task", required=True, metavar="TASK")
+    for name in sorted(TASKS):
+        task = TASKS[name]
+        sp = sub.add_parser(name, help=task.help, description=inspect.cleandoc(task.__doc__ or ""),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        data = sp.add_argument_group("data")
+        task.add_arguments(data)
+        data.add_argument("--out", required=True, help="output folder")
+        add_model_arguments(sp)
+        add_protocol_arguments(sp)
+        sp.add_argument("--no-overlays", action="store_true", help="write no overlay images or videos")
+        sp.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "vidssl eval") -> dict:
+    """Parse, evaluate, write OUT/summary.json; returns the summary."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    protocol = protocol_from_args(parser, args)
+    task = TASKS[args.task](args)  # checks the task's data options before anything is written
+    from vidssl.eval.encoder import load_encoder
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    init = f"weights:{args.weights}" if args.weights else args.init
+    encoder, description = load_encoder(args.checkpoint, args.backbone, init, allow_partial=args.allow_partial)
+    os.makedirs(args.out, exist_ok=True)
+    result = task.run(EvalContext(encoder, description, device, protocol, args.out, not args.no_overlays))
+    if result.report:
+        print(result.report)
+    summary = {"encoder": description, "propagation": protocol.propagation(), **result.summary,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=float)
+    return summary
