@@ -3,8 +3,8 @@
 Each query (t, y, x) becomes a label map on its query frame: a small Gaussian (sigma in feature cells, centred
 at the query's sub-cell position, peak 1). The maps are propagated forward through frames t, t+1, ... and, for
 queries after frame 0, backward through t, t-1, ..., 0 (the frame order reversed), with the same propagation as
-DAVIS (vidssl/eval/propagate.py). The position in each frame is the weighted mean of the map's `decode_topk`
-strongest cells (a soft argmax), cell centres in pixels of the frames given.
+DAVIS (vidssl/eval/propagate.py). The position in each frame is a soft argmax: the value-weighted mean of the
+cells around the map's peak (a 3 x 3 patch by default), cell centres mapped to pixels of the frames given.
 
 Occlusion: `cycle` (GMRW's rule, Shrivastava & Owens 2024): the feature at the tracked position of frame s is
 matched back to the query frame (top-k softmax over its cells, the protocol's topk and temperature, decoded the
@@ -44,16 +44,24 @@ def query_label_maps(cells_xy: torch.Tensor, size: tuple[int, int], sigma: float
     return torch.exp(-(dy[:, :, None] + dx[:, None, :]) / (2 * sigma ** 2))
 
 
-def soft_argmax(maps: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """maps (..., h, w) -> (positions (..., 2) x, y in cells: the value-weighted mean of the top-k cells, peak
-    values (...))."""
+def soft_argmax(maps: torch.Tensor, window: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """maps (..., h, w) -> (positions (..., 2) x, y in cells, peak values (...)): the value-weighted mean of
+    the cells within `window` cells of the peak (a (2 window + 1)^2 patch, cut at the borders; negative values
+    count 0), so that mass far from the peak does not pull the point."""
     h, w = maps.shape[-2:]
-    flat = maps.flatten(-2).clamp_min(0)
-    vals, idx = flat.topk(min(topk, h * w), dim=-1)
-    wts = vals / vals.sum(-1, keepdim=True).clamp_min(1e-12)
-    x = ((idx % w).float() * wts).sum(-1)
-    y = (idx.div(w, rounding_mode="floor").float() * wts).sum(-1)
-    return torch.stack([x, y], -1), vals[..., 0]
+    flat = maps.flatten(-2)
+    peak, idx = flat.max(-1)
+    py, px = idx.div(w, rounding_mode="floor"), idx % w
+    offs = torch.arange(-window, window + 1, device=maps.device)
+    ys = (py[..., None] + offs)  # (..., 2 window + 1)
+    xs = (px[..., None] + offs)
+    ok = ((ys >= 0) & (ys < h))[..., :, None] & ((xs >= 0) & (xs < w))[..., None, :]
+    cells = ys.clamp(0, h - 1)[..., :, None] * w + xs.clamp(0, w - 1)[..., None, :]
+    vals = flat.gather(-1, cells.flatten(-2)).view(ok.shape).clamp_min(0) * ok
+    total = vals.sum((-2, -1)).clamp_min(1e-12)
+    x = (vals * xs[..., None, :].float()).sum((-2, -1)) / total
+    y = (vals * ys[..., :, None].float()).sum((-2, -1)) / total
+    return torch.stack([x, y], -1), peak
 
 
 def _sample_features(feat: torch.Tensor, cells_xy: torch.Tensor) -> torch.Tensor:
@@ -65,7 +73,7 @@ def _sample_features(feat: torch.Tensor, cells_xy: torch.Tensor) -> torch.Tensor
 
 
 def _cycle_back(feats_path: torch.Tensor, query_feat: torch.Tensor, cells_xy: torch.Tensor, topk: int,
-                temperature: float, decode_topk: int) -> torch.Tensor:
+                temperature: float, decode_window: int) -> torch.Tensor:
     """Match the features at the tracked positions back to the query frame. feats_path (S, C, h, w): the frames
     tracked through; query_feat (C, h, w); cells_xy (S, K, 2) tracked positions. Returns (S, K, 2) cells."""
     C, h, w = query_feat.shape
@@ -73,7 +81,7 @@ def _cycle_back(feats_path: torch.Tensor, query_feat: torch.Tensor, cells_xy: to
     sim = f @ query_feat.flatten(1)  # (S, K, hw)
     vals, idx = sim.topk(min(topk, h * w), dim=-1)
     back = torch.zeros_like(sim).scatter_(-1, idx, F.softmax(vals / temperature, dim=-1))
-    pos, _ = soft_argmax(back.view(*sim.shape[:2], h, w), decode_topk)
+    pos, _ = soft_argmax(back.view(*sim.shape[:2], h, w), decode_window)
     return pos
 
 
@@ -85,7 +93,7 @@ def _propagation_kwargs(protocol) -> dict:
 
 @torch.no_grad()
 def track_points(feats: torch.Tensor, query_points: np.ndarray, frame_size: tuple[int, int], protocol=None, *,
-                 chunk: int = 64, sigma: float = 0.5, decode_topk: int = 4, occlusion: str = "cycle",
+                 chunk: int = 64, sigma: float = 0.5, decode_window: int = 1, occlusion: str = "cycle",
                  cycle_threshold: float | None = None, peak_threshold: float = 0.1,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Track query points through a video.
@@ -127,12 +135,12 @@ def track_points(feats: torch.Tensor, query_points: np.ndarray, frame_size: tupl
             order = order.to(feats.device)
             sub = feats[order]
             maps = propagate_labels(sub, labels0, **prop)[1:]  # (S, K, h, w), frames order[1:]
-            pos, peak = soft_argmax(maps, decode_topk)  # (S, K, 2) cells
+            pos, peak = soft_argmax(maps, decode_window)  # (S, K, 2) cells
             px = (pos + 0.5) / scale
             frames = order[1:].cpu().numpy()
             tracks[ids[:, None], frames[None, :]] = px.transpose(0, 1).cpu().numpy()
             if occlusion == "cycle":
-                back = _cycle_back(sub[1:].float(), sub[0].float(), pos, topk, temperature, decode_topk)
+                back = _cycle_back(sub[1:].float(), sub[0].float(), pos, topk, temperature, decode_window)
                 err = ((back + 0.5) / scale - xy_px[None]).norm(dim=-1)  # (S, K) pixels
                 occluded[ids[:, None], frames[None, :]] = (err > thr).t().cpu().numpy()
             elif occlusion == "peak":
