@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from vidssl.eval.tapvid_metrics import (METRIC_NAMES, compute_tapvid_metrics, sample_queries_first,
-                                        sample_queries_strided)
+from vidssl.eval.tapvid_metrics import (
+    METRIC_NAMES,
+    compute_tapvid_metrics,
+    sample_queries_first,
+    sample_queries_strided,
+)
 from vidssl.io.pickles import UnsafePickleError, safe_load_pickle, safe_loads_pickle
 
 

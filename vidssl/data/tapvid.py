@@ -14,11 +14,10 @@ The plain layout (no pickle): a folder of <video>.npz, each with `points` and `o
 """
 from __future__ import annotations
 
-import io
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

@@ -73,16 +73,22 @@ def _sample_features(feat: torch.Tensor, cells_xy: torch.Tensor) -> torch.Tensor
 
 
 def _cycle_back(feats_path: torch.Tensor, query_feat: torch.Tensor, cells_xy: torch.Tensor, topk: int,
-                temperature: float, decode_window: int) -> torch.Tensor:
+                temperature: float, decode_window: int, budget_mb: float = 64) -> torch.Tensor:
     """Match the features at the tracked positions back to the query frame. feats_path (S, C, h, w): the frames
-    tracked through; query_feat (C, h, w); cells_xy (S, K, 2) tracked positions. Returns (S, K, 2) cells."""
-    C, h, w = query_feat.shape
-    f = _sample_features(feats_path, cells_xy)  # (S, K, C)
-    sim = f @ query_feat.flatten(1)  # (S, K, hw)
-    vals, idx = sim.topk(min(topk, h * w), dim=-1)
-    back = torch.zeros_like(sim).scatter_(-1, idx, F.softmax(vals / temperature, dim=-1))
-    pos, _ = soft_argmax(back.view(*sim.shape[:2], h, w), decode_window)
-    return pos
+    tracked through; query_feat (C, h, w); cells_xy (S, K, 2) tracked positions. Returns (S, K, 2) cells.
+    Frames are taken a block at a time so the (block, K, h w) similarities stay within `budget_mb`."""
+    h, w = query_feat.shape[-2:]
+    S, K = cells_xy.shape[:2]
+    keys = query_feat.flatten(1)
+    block = max(1, int(budget_mb * 2 ** 20 // (8 * K * h * w)))
+    out = []
+    for s in range(0, S, block):
+        f = _sample_features(feats_path[s:s + block], cells_xy[s:s + block])  # (b, K, C)
+        sim = f @ keys  # (b, K, hw)
+        vals, idx = sim.topk(min(topk, h * w), dim=-1)
+        back = torch.zeros_like(sim).scatter_(-1, idx, F.softmax(vals / temperature, dim=-1))
+        out.append(soft_argmax(back.view(*sim.shape[:2], h, w), decode_window)[0])
+    return torch.cat(out)
 
 
 def _propagation_kwargs(protocol) -> dict:
@@ -107,7 +113,7 @@ def track_points(feats: torch.Tensor, query_points: np.ndarray, frame_size: tupl
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     query_points = np.asarray(query_points, np.float64).reshape(-1, 3)
-    T, C, h, w = feats.shape
+    T, _, h, w = feats.shape
     H, W = frame_size
     N = len(query_points)
     qt = np.round(query_points[:, 0]).astype(np.int64)

@@ -40,9 +40,9 @@ def draw_tracks(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, qu
             vis = ~occluded[i, start:t + 1]
             for a in range(len(seg) - 1):
                 if vis[a] and vis[a + 1]:
-                    cv2.line(img, tuple(int(round(v)) for v in seg[a]), tuple(int(round(v)) for v in seg[a + 1]),
+                    cv2.line(img, tuple(round(v) for v in seg[a]), tuple(round(v) for v in seg[a + 1]),
                              color, 1, cv2.LINE_AA)
-            p = tuple(int(round(v)) for v in tracks[i, t])
+            p = tuple(round(v) for v in tracks[i, t])
             cv2.circle(img, p, 3, color, 1 if occluded[i, t] else -1, cv2.LINE_AA)
             if t == int(query_frames[i]):
                 cv2.circle(img, p, 5, (255, 255, 255), 1, cv2.LINE_AA)
@@ -76,7 +76,12 @@ def evaluate_video(ctx: EvalContext, video, query_mode: str, resize: tuple[int, 
     """Track and score one TapVidVideo; returns predictions (pixels of the frames as read) and metrics."""
     from vidssl.eval.encoder import frame_features
     from vidssl.eval.point_track import track_points
-    from vidssl.eval.tapvid_metrics import compute_tapvid_metrics, sample_queries_first, sample_queries_strided, to_raster
+    from vidssl.eval.tapvid_metrics import (
+        compute_tapvid_metrics,
+        sample_queries_first,
+        sample_queries_strided,
+        to_raster,
+    )
 
     T, H, W = video.video.shape[:3]
     gt_px = video.points.astype(np.float64) * np.array([W, H])  # [0, 1] -> pixels of the frames as read
@@ -153,8 +158,8 @@ class TapVidTask(EvalTask):
 
         a = self.args
         names = a.videos.split(",") if a.videos else None
-        tracker = dict(occlusion=a.occlusion, cycle_threshold=a.cycle_threshold, peak_threshold=a.peak_threshold,
-                       sigma=a.label_sigma, decode_window=a.decode_window)
+        tracker = {"occlusion": a.occlusion, "cycle_threshold": a.cycle_threshold,
+                   "peak_threshold": a.peak_threshold, "sigma": a.label_sigma, "decode_window": a.decode_window}
         print(f"TAP-Vid from {a.data}, query mode {a.query_mode}; encoder: {ctx.description}")
         track_dir = os.path.join(ctx.out, "tracks")
         os.makedirs(track_dir, exist_ok=True)
