@@ -224,6 +224,10 @@ def test_readers_dict_list_jpeg_npz(tmp_path):
     k = list(read_tapvid(str(tmp_path / "kin.pkl")))
     assert k[0].name == "video_0" and k[0].video.dtype == np.uint8
     assert np.abs(k[0].video.astype(int) - a["video"]).mean() < 8  # JPEG decoded as RGB
+    os.makedirs(tmp_path / "shards")
+    for i in range(2):
+        (tmp_path / "shards" / f"{i}_of_0010.pkl").write_bytes(pickle.dumps([{**b, "video": _jpeg(b["video"])}]))
+    assert [v.name for v in read_tapvid(str(tmp_path / "shards"))] == ["0_of_0010_video_0", "1_of_0010_video_0"]
     paths = convert_to_npz(str(tmp_path / "davis.pkl"), str(tmp_path / "npz"))
     assert sorted(os.path.basename(p) for p in paths) == ["bear_1.npz", "cat.npz"]
     again = {v.name: v for v in read_tapvid(str(tmp_path / "npz"))}

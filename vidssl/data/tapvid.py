@@ -6,7 +6,8 @@ of vidssl/io/pickles.py:
     occluded bool (N, T)};
   - TAP-Vid-RGB-Stacking: a list of such dicts;
   - TAP-Vid-Kinetics shards: a list (or dict) of such dicts whose `video` is a list of JPEG bytes, one per frame.
-Videos without names are `video_<i>` (their index in the file).
+Videos without names are `video_<i>` (their index in the file); a folder of pickles (all Kinetics shards) names
+them <shard>_video_<i>.
 
 The plain layout (no pickle): a folder of <video>.npz, each with `points` and `occluded` as above and either
 `video` (uint8 (T, H, W, 3)) or, beside it, the frames as a folder <video>/ of images or a file <video>.mp4
@@ -141,17 +142,31 @@ def _npz_videos(root: str, names: list[str] | None) -> Iterator[TapVidVideo]:
         yield v
 
 
+def _shard_videos(root: str, names: list[str] | None) -> Iterator[TapVidVideo]:
+    """Every pickle of a folder (TAP-Vid-Kinetics' *_of_0010.pkl shards), videos named <shard>_<name>."""
+    shards = sorted(n for n in os.listdir(root) if n.endswith(".pkl"))
+    for shard in shards:
+        stem = os.path.splitext(shard)[0]
+        for v in _pickle_videos(os.path.join(root, shard), None):
+            v.name = _safe_name(f"{stem}_{v.name}")
+            if names is None or v.name in names:
+                yield v
+
+
 def count_videos(path: str) -> int | None:
     """How many videos `path` holds when that is cheap to know (a folder), else None."""
-    if os.path.isdir(path):
+    if os.path.isdir(path) and any(n.endswith(".npz") for n in os.listdir(path)):
         return sum(n.endswith(".npz") for n in os.listdir(path))
     return None
 
 
 def read_tapvid(path: str, names: list[str] | None = None) -> Iterator[TapVidVideo]:
-    """The videos of a TAP-Vid pickle (DAVIS dict, RGB-Stacking list, Kinetics shard) or of a plain-layout
-    folder, one at a time (JPEG frames are decoded as each video is reached). `names`: only these videos."""
+    """The videos of a TAP-Vid pickle (DAVIS dict, RGB-Stacking list, Kinetics shard), of a folder of
+    pickles (the Kinetics shards; videos named <shard>_<name>) or of a plain-layout folder, one at a time (JPEG frames are decoded as each video is reached). `names`: only these videos."""
     if os.path.isdir(path):
+        files = os.listdir(path)
+        if not any(n.endswith(".npz") for n in files) and any(n.endswith(".pkl") for n in files):
+            return _shard_videos(path, names)
         return _npz_videos(path, names)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found (a TAP-Vid .pkl or a folder of <video>.npz)")

@@ -120,7 +120,8 @@ class TapVidTask(EvalTask):
 
     @staticmethod
     def add_arguments(parser) -> None:
-        parser.add_argument("--data", required=True, help="a TAP-Vid .pkl, or a folder of <video>.npz")
+        parser.add_argument("--data", required=True,
+                            help="a TAP-Vid .pkl, a folder of .pkl shards (Kinetics), or a folder of <video>.npz")
         parser.add_argument("--query-mode", default="first", choices=["first", "strided"])
         parser.add_argument("--videos", help="comma-separated video names (default: all)")
         parser.add_argument("--to-npz", metavar="DIR", help="also write each video of the pickle to DIR/<video>.npz "
@@ -146,8 +147,8 @@ class TapVidTask(EvalTask):
         self.resize = _parse_size(args.resize)
         if args.decode_window < 0 or args.query_chunk < 1:
             raise ValueError("--decode-window must be >= 0 and --query-chunk >= 1")
-        if args.to_npz and os.path.isdir(args.data):
-            raise ValueError("--to-npz converts a pickle; --data is already a folder")
+        if args.to_npz and os.path.isdir(args.data) and any(n.endswith(".npz") for n in os.listdir(args.data)):
+            raise ValueError("--to-npz converts pickles; --data is already a folder of .npz")
 
     def run(self, ctx: EvalContext) -> TaskResult:
         from tqdm import tqdm
