@@ -186,6 +186,12 @@ def test_tracker_follows_translating_texture_and_flags_its_disappearance():
     assert np.array_equal(np.stack([o[0] for _, o in one_by_one]), occluded[:2])
     _, never = track_points(feats, queries, (H, W), protocol, occlusion="none")
     assert not never.any()
+    # backward tracking is forward tracking of the reversed video
+    mid = queries[2:3]  # frame 4: 4 frames back, 3 forward
+    rev = mid * [-1, 1, 1] + [T - 1, 0, 0]
+    fwd, fwd_occ = track_points(feats, mid, (H, W), protocol)
+    back, back_occ = track_points(feats.flip(0), rev, (H, W), protocol)
+    assert np.allclose(back[:, ::-1], fwd, atol=1e-4) and np.array_equal(back_occ[:, ::-1], fwd_occ)
 
 
 # ----------------------------------------------------------------------------------------------- readers + CLI
