@@ -60,13 +60,8 @@ def probe_config(tmp_path, video_dir, *extra):
 
 
 @pytest.fixture
-def video_dir(tmp_path, sample_videos):
-    import shutil
-
-    d = tmp_path / "videos"
-    d.mkdir()
-    shutil.copy(sample_videos[2], d / "a.mp4")
-    return d
+def video_dir(one_video):
+    return one_video
 
 
 def test_groups_schedules_and_hooks(tmp_path, video_dir):

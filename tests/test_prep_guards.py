@@ -1,5 +1,6 @@
 """Preparation steps and evaluation refuse outputs that would eat their own inputs, and say so in one line."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,11 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
-def videos(tmp_path, sample_videos):
-    d = tmp_path / "videos"
-    d.mkdir()
-    os.symlink(sample_videos[2], d / "a.mp4")
-    return d
+def videos(one_video):
+    return one_video
 
 
 def test_out_equal_to_or_inside_root_is_refused_before_anything_is_written(videos):
@@ -48,3 +46,13 @@ def test_eval_out_inside_the_dataset_is_refused_before_it_is_created(tiny_davis)
     with pytest.raises(ValueError, match="lies inside the dataset"):
         eval_main(["davis", "--davis-root", root, "--sequences", names[0], "--out", out, "--init", "pixels"])
     assert not os.path.exists(out)
+
+
+def test_a_missing_input_frame_is_named_as_such(tmp_path, tiny_davis):
+    root, names = tiny_davis
+    copy = tmp_path / "davis"
+    shutil.copytree(root, copy)
+    os.remove(copy / "JPEGImages" / "480p" / names[0] / "00002.jpg")
+    with pytest.raises(FileNotFoundError, match=f"input frame 00002 of {names[0]} is missing"):
+        eval_main(["davis", "--davis-root", str(copy), "--sequences", names[0], "--out", str(tmp_path / "o"),
+                   "--init", "pixels", "--no-overlays"])

@@ -18,11 +18,8 @@ from vidssl.models import build_backbone
 
 
 @pytest.fixture
-def video_dir(tmp_path, sample_videos):
-    d = tmp_path / "videos"
-    d.mkdir()
-    shutil.copy(sample_videos[2], d / "a.mp4")
-    return d
+def video_dir(one_video):
+    return one_video
 
 
 def cfg(video_dir, out, *extra):

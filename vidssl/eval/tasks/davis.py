@@ -59,6 +59,11 @@ def sequence_files(root: str, seq: str, resolution: str = "480p") -> tuple[list[
         raise FileNotFoundError(f"no frames for sequence {seq} under {root}/JPEGImages/{resolution}")
     if not masks:
         raise FileNotFoundError(f"no annotations for sequence {seq} under {root}/Annotations/{resolution}")
+    stems = {os.path.splitext(os.path.basename(f))[0] for f in frames}
+    orphans = [m for m in masks if os.path.splitext(os.path.basename(m))[0] not in stems]
+    if orphans:
+        raise FileNotFoundError(f"input frame {os.path.splitext(os.path.basename(orphans[0]))[0]} of {seq} is missing "
+                                f"from {root}/JPEGImages/{resolution}/{seq} (its annotation {orphans[0]} exists)")
     return frames, masks
 
 
