@@ -3,8 +3,11 @@ code/utils/test_utils.py).
 
 For each frame t the context is frame 0 (with its given labels) plus the `n_context` previous frames (with
 their predicted soft labels; indices before 0 are padded with frame 0, as the reference pads the video).
-Affinities are cosine similarities; on the short-term frames only keys within `radius` feature cells
-(Euclidean distance < radius) count, frame 0 is unrestricted unless `restrict_first`. The `topk` best keys,
+Affinities are cosine similarities; on the short-term frames only keys within `radius` feature cells count,
+frame 0 is unrestricted unless `restrict_first`. `radius_shape` "circle": Euclidean distance < radius (CRW,
+ajabri/videowalk code/utils/__init__.py MaskedAttention); "square": |dy| <= radius and |dx| <= radius (DINO's
+`size_mask_neighborhood`, facebookresearch/dino eval_video_segmentation.py restrict_neighborhood; Spa-then-Temp's
+square `neighbor_range` window of side 2 radius + 1, vcl/models/common/affinity_utils.py spatial_neighbor). The `topk` best keys,
 jointly over all context locations, are weighted by softmax(similarity / temperature) and their labels summed.
 
 Where the reference computes every query against every key of all 21 frames and then masks, here the
@@ -43,12 +46,27 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
     return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(x)
 
 
-def _radius_offsets(radius: float) -> int:
+SHAPES = ("circle", "square")
+
+
+def _radius_offsets(radius: float, shape: str = "circle") -> int:
+    """The largest |offset| along one axis that the neighbourhood reaches."""
+    if shape == "square":
+        return max(int(math.floor(radius)), 0)
     return max(int(math.ceil(radius)) - 1, 0)
 
 
+def _within(dy: torch.Tensor, dx: torch.Tensor, radius: float, shape: str) -> torch.Tensor:
+    """Which offsets (dy, dx) lie in the neighbourhood."""
+    if shape == "circle":
+        return dy ** 2 + dx ** 2 < radius ** 2
+    if shape == "square":
+        return (dy.abs() <= radius) & (dx.abs() <= radius)
+    raise ValueError(f"radius_shape must be one of {SHAPES}, not {shape!r}")
+
+
 def _predict_dense(q: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, local_from: int, radius: float | None,
-                   topk: int, temperature: float, weighting: str, chunk: int) -> torch.Tensor:
+                   topk: int, temperature: float, weighting: str, chunk: int, shape: str = "circle") -> torch.Tensor:
     """Every query against every key. q (C, h, w); keys (F, C, h, w); labels (F, K, h, w); frames >= local_from
     get the radius mask. Returns (K, h, w)."""
     C, h, w = q.shape
@@ -63,7 +81,8 @@ def _predict_dense(q: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, lo
     for s in range(0, h * w, chunk):
         scores = qf[s:s + chunk] @ kf  # (c, n hw)
         if radius is not None and local_from < n:
-            far = torch.cdist(pos[s:s + chunk], pos) >= radius  # (c, hw)
+            d = pos[s:s + chunk, None, :] - pos[None, :, :]  # (c, hw, 2)
+            far = ~_within(d[..., 0], d[..., 1], radius, shape)  # (c, hw)
             sc = scores.view(-1, n, h * w)
             sc[:, local_from:] = sc[:, local_from:].masked_fill(far[:, None], float("-inf"))
         vals, idx = scores.topk(topk, dim=-1)
@@ -76,14 +95,14 @@ class _Tiles:
     """Square query tiles (`tile` x `tile` cells) and, for each, the window of key cells that the radius can
     reach ((tile + 2R)^2 cells, R = ceil(radius) - 1), with the flat (h w) position of every cell."""
 
-    def __init__(self, h: int, w: int, radius: float, tile: int, device):
-        S, R = tile, _radius_offsets(radius)
+    def __init__(self, h: int, w: int, radius: float, tile: int, device, shape: str = "circle"):
+        S, R = tile, _radius_offsets(radius, shape)
         self.h, self.w, self.S, self.R, self.Wk = h, w, S, R, S + 2 * R
         self.origins = [(y, x) for y in range(0, h, S) for x in range(0, w, S)]
         self.n = len(self.origins)
         a, u = torch.arange(S, device=device), torch.arange(self.Wk, device=device)
         d = u[None, :] - R - a[:, None]  # offset of window cell u from query cell a, (S, Wk)
-        self.near = (d[:, None, :, None] ** 2 + d[None, :, None, :] ** 2 < radius ** 2).reshape(S * S, -1)
+        self.near = _within(d[:, None, :, None], d[None, :, None, :], radius, shape).reshape(S * S, -1)
         self._a, self._u = a, u
 
     def _cells(self, i: int, offsets: torch.Tensor):
@@ -188,8 +207,8 @@ def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.
 @torch.no_grad()
 def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: int = 20, radius: float | None = 12,
                      topk: int = 10, temperature: float = 0.05, restrict_first: bool = False,
-                     weighting: str = "softmax", minmax_norm: bool = False, tile: int | None = None,
-                     budget_mb: float | None = None, progress: bool = False) -> torch.Tensor:
+                     weighting: str = "softmax", minmax_norm: bool = False, radius_shape: str = "circle",
+                     tile: int | None = None, budget_mb: float | None = None, progress: bool = False) -> torch.Tensor:
     """Propagate first-frame soft labels through a video.
 
     feats: (T, C, h, w) L2-normalised features; labels0: (K, h, w) soft labels of frame 0 at feature
@@ -206,6 +225,8 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
         raise ValueError(f"labels0 is {tuple(labels0.shape[-2:])} but features are {(h, w)}")
     if topk < 1:
         raise ValueError("topk must be >= 1")
+    if radius_shape not in SHAPES:
+        raise ValueError(f"radius_shape must be one of {SHAPES}, not {radius_shape!r}")
     labels0 = labels0.to(device=feats.device, dtype=torch.float32)
     if radius is None or radius <= 0:
         return _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm)
@@ -215,7 +236,7 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
     maps = feats.float().contiguous()  # (T, C, h, w); encoders may hand over channels-last maps
     flat = maps.flatten(2)  # (T, C, hw)
     tile = tile or (16 if feats.is_cuda else 5)
-    tiles = _Tiles(h, w, radius, tile, feats.device)
+    tiles = _Tiles(h, w, radius, tile, feats.device, radius_shape)
     budget = int((budget_mb or (1024 if feats.is_cuda else 32)) * 2 ** 20)
     k = min(topk, (0 if restrict_first else hw) + (n_context + restrict_first) * tiles.Wk ** 2)
     row = (topk + (n_context + 1) * tiles.Wk ** 2) * tile ** 2  # the most one target frame of a tile needs
@@ -259,7 +280,8 @@ def _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weight
 @torch.no_grad()
 def propagate_labels_dense(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: int = 20,
                            radius: float | None = 12, topk: int = 10, temperature: float = 0.05,
-                           restrict_first: bool = False, weighting: str = "softmax", chunk: int = 1024) -> torch.Tensor:
+                           restrict_first: bool = False, weighting: str = "softmax", radius_shape: str = "circle",
+                           chunk: int = 1024) -> torch.Tensor:
     """The same protocol computed the straightforward way the reference does (every query against every key of
     all context frames, then the radius mask). Slow; kept as the yardstick for tests and benchmarks."""
     T = feats.shape[0]
@@ -270,5 +292,5 @@ def propagate_labels_dense(feats: torch.Tensor, labels0: torch.Tensor, *, n_cont
         ctx = [0] + context_indices(t, n_context)
         local_from = 0 if restrict_first else 1
         preds[t] = _predict_dense(feats[t].float(), feats[ctx].float(), preds[ctx], local_from, radius, topk,
-                                  temperature, weighting, chunk)
+                                  temperature, weighting, chunk, radius_shape)
     return preds
