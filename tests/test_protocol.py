@@ -25,6 +25,8 @@ def test_crw_preset_matches_videowalk():
     # code/utils/__init__.py MaskedAttention: Euclidean distance < radius; code/utils/test_utils.py: the mask skips
     # the long-memory (first) frame, softmax over the top-k
     assert (p.radius_shape, p.restrict_first, p.weighting) == ("circle", False, "softmax")
+    # code/data/vos.py: the video is padded with videoLen copies of frame 0; norm_mask off and no other
+    assert (p.context_pad, p.output_minmax) == ("first", False)
     # code/utils/arguments.py: --norm_mask off, --remove-layers layer4 (res4, stride 8); code/data/vos.py and
     # test_utils.py dump_predictions: cv2 linear resizes of the label maps in and out
     assert (p.minmax_norm, p.feature_stride, p.label_resize, p.output_resize) == (False, 8, "bilinear", "bilinear")
@@ -37,6 +39,8 @@ def test_dino_preset_matches_eval_video_segmentation():
     # facebookresearch/dino eval_video_segmentation.py: exp(aff / 0.1), top-k min threshold then renormalise,
     # --topk 5, --n_last_frames 7, --size_mask_neighborhood 12 (a square, on every context frame)
     assert (p.temperature, p.weighting, p.topk, p.n_context) == (0.1, "exp_renorm", 5, 7)
+    # a queue of the n last predicted frames (frame 0 only as the first); norm_mask on the output, not the queue
+    assert (p.context_pad, p.output_minmax, p.minmax_norm) == ("after_first", True, False)
     assert (p.radius, p.radius_shape, p.restrict_first) == (12, "square", True)
     # read_seg: PIL NEAREST to the patch grid; read_frame: 480 short side, long side floored to 64 (854 -> 832)
     assert (p.label_resize, p.output_resize, p.input_size) == ("nearest", "bilinear", "480x832")
@@ -50,6 +54,7 @@ def test_cropmae_preset_matches_its_propagation_scripts():
     assert (p.temperature, p.topk, p.n_context, p.radius, p.input_size) == (0.7, 7, 20, 20, "480x880")
     # src/utils/__init__.py MaskedAttention (circle), test_utils.py (softmax, first frame unmasked)
     assert (p.radius_shape, p.restrict_first, p.weighting, p.minmax_norm) == ("circle", False, "softmax", False)
+    assert (p.context_pad, p.output_minmax) == ("first", False)  # src/data/vos.py make_paths: max(0, i - video_len)
     assert (p.label_resize, p.output_resize, p.vit_pos_embed) == ("bilinear", "bilinear", "dino")  # vos.py, models_mae.py
     j, v = preset("cropmae", "jhmdb"), preset("cropmae", "vip")
     assert (j.input_size, j.topk, j.temperature, j.radius) == ("320x320", 7, 0.7, 20)  # --jhmdb_* options
@@ -62,11 +67,13 @@ def test_spa_then_temp_preset_matches_res18_d8_config():
     # precede_frames 20, neighbor_range 24 in 'square' mode = |d| <= 24 // 2 (affinity_utils.py spatial_neighbor),
     # with_first_neighbor (the first frame masked too); strides (1, 2, 2, 1), out_indices (2,): stride 8
     assert (p.temperature, p.topk, p.n_context) == (0.07, 10, 20)
+    # vanilla_tracker.py: key_start = max(0, t - precede_frames); the output (not seg_bank) min-max normalised
+    assert (p.context_pad, p.output_minmax, p.minmax_norm) == ("none", True, False)
     assert (p.radius, p.radius_shape, p.restrict_first, p.feature_stride) == (12, "square", True, 8)
     # base_data.py val_pipeline_davis Resize (-1, 480) keep_ratio; vanilla_tracker.py pil_nearest_interpolate
     assert (p.input_size, p.label_resize, p.output_resize, p.weighting) == ("short:480", "nearest", "bilinear", "softmax")
     j, v = preset("spa_then_temp", "jhmdb"), preset("spa_then_temp", "vip")
-    assert (j.input_size, j.radius) == ("320x320", 5)  # Resize (320, 320), neighbor_range 10
+    assert (j.input_size, j.radius, j.output_minmax) == ("320x320", 5, False)  # Resize (320, 320), range 10
     assert (v.input_size, v.radius, v.topk) == ("560x560", 16, 10)  # Resize (560, 560), neighbor_range 32
 
 
@@ -97,7 +104,7 @@ def test_hash_is_stable_and_follows_every_knob():
     a, b = Protocol(), Protocol()
     assert a.digest() == b.digest() and len(a.digest()) == 10
     assert replace(a, preset="crw").digest() == a.digest()  # the name is not a knob
-    changed = {"n_context": 7, "radius": 5.0, "radius_shape": "square", "restrict_first": True, "topk": 3,
+    changed = {"n_context": 7, "context_pad": "none", "output_minmax": True, "radius": 5.0, "radius_shape": "square", "restrict_first": True, "topk": 3,
                "temperature": 0.1, "weighting": "exp_renorm", "minmax_norm": True, "label_resize": "nearest",
                "output_resize": "nearest", "clip_len": 4, "input_size": "320x320", "vit_pos_embed": "dino",
                "feature_stride": 16}
@@ -121,17 +128,22 @@ def test_write_protocol_beside_every_csv(tmp_path):
     assert record == {"preset": "cropmae", "hash": p.digest(), **p.knobs()}
 
 
-def _naive_square(feats, labels0, n_context, radius, topk, temperature):
-    """Every candidate listed explicitly; the square radius on every frame (restrict_first)."""
+def _naive(feats, labels0, n_context, radius, topk, temperature, shape, restrict_first, context_pad):
+    """Every candidate listed explicitly, the context spelled out per mode."""
     T, C, h, w = feats.shape
+    near = {"square": lambda dy, dx: max(abs(dy), abs(dx)) <= radius,
+            "circle": lambda dy, dx: math.hypot(dy, dx) < radius}[shape]
     preds = [labels0.clone()]
     for t in range(1, T):
-        ctx = [0] + [max(j, 0) for j in range(t - n_context, t)]
+        prev = {"first": [max(j, 0) for j in range(t - n_context, t)],
+                "none": [j for j in range(max(t - n_context, 0), t)],
+                "after_first": [j for j in range(max(t - n_context, 1), t)]}[context_pad]
         out = torch.zeros_like(labels0)
         for y in range(h):
             for x in range(w):
                 cands = [(float(feats[t, :, y, x] @ feats[f, :, v, u]), preds[f][:, v, u])
-                         for f in ctx for v in range(h) for u in range(w) if max(abs(v - y), abs(u - x)) <= radius]
+                         for slot, f in enumerate([0] + prev) for v in range(h) for u in range(w)
+                         if (slot == 0 and not restrict_first) or near(v - y, u - x)]
                 top = sorted(cands, key=lambda c: -c[0])[:topk]
                 wts = torch.softmax(torch.tensor([c[0] for c in top]) / temperature, 0)
                 out[:, y, x] = sum(wt * lab for wt, (_, lab) in zip(wts, top))
@@ -139,21 +151,56 @@ def _naive_square(feats, labels0, n_context, radius, topk, temperature):
     return torch.stack(preds)
 
 
-def test_square_radius_against_naive_loop_and_dense():
+@pytest.mark.parametrize("shape,restrict_first,context_pad", [
+    ("square", True, "first"), ("square", True, "after_first"), ("circle", False, "none"),
+    ("square", False, "after_first")])
+def test_radius_shape_and_context_pad_against_naive_loop_and_dense(shape, restrict_first, context_pad):
     from vidssl.eval.propagate import propagate_labels, propagate_labels_dense
 
     torch.manual_seed(0)
+    feats = F.normalize(torch.randn(5, 6, 5, 6), dim=1)
+    labels0 = torch.softmax(torch.randn(3, 5, 6), 0)
+    kw = dict(n_context=3, radius=1, topk=4, temperature=0.1, restrict_first=restrict_first)
+    want = _naive(feats, labels0, **kw, shape=shape, context_pad=context_pad)
+    got = propagate_labels(feats, labels0, radius_shape=shape, context_pad=context_pad, tile=2, **kw)
+    assert torch.allclose(got, want, atol=1e-5)
+    dense = propagate_labels_dense(feats, labels0, radius_shape=shape, context_pad=context_pad, **kw)
+    assert torch.allclose(dense, want, atol=1e-5)
+    other = _naive(feats, labels0, **kw, shape={"square": "circle", "circle": "square"}[shape], context_pad=context_pad)
+    assert not torch.allclose(other, want, atol=1e-3)  # radius 1: the square has the 4 diagonal cells more
+
+
+def test_context_pad_changes_results_and_bad_names_fail():
+    from vidssl.eval.propagate import propagate_labels
+
+    torch.manual_seed(1)
     feats = F.normalize(torch.randn(4, 6, 5, 6), dim=1)
     labels0 = torch.softmax(torch.randn(3, 5, 6), 0)
-    kw = dict(n_context=2, radius=1, topk=4, temperature=0.1, restrict_first=True)
-    want = _naive_square(feats, labels0, **{k: v for k, v in kw.items() if k != "restrict_first"})
-    got = propagate_labels(feats, labels0, radius_shape="square", tile=2, **kw)
-    assert torch.allclose(got, want, atol=1e-5)
-    assert torch.allclose(propagate_labels_dense(feats, labels0, radius_shape="square", **kw), want, atol=1e-5)
-    # radius 1: a circle keeps only the cell itself and its 4 neighbours, the square the 8 around it too
-    assert not torch.allclose(propagate_labels(feats, labels0, tile=2, **kw), want, atol=1e-3)
+    runs = [propagate_labels(feats, labels0, n_context=3, radius=2, topk=6, context_pad=m)
+            for m in ("first", "none", "after_first")]
+    assert not torch.allclose(runs[0], runs[1]) and not torch.allclose(runs[1], runs[2])
     with pytest.raises(ValueError, match="radius_shape"):
         propagate_labels(feats, labels0, radius_shape="diamond")
+    with pytest.raises(ValueError, match="context_pad"):
+        propagate_labels(feats, labels0, context_pad="last")
+
+
+def test_output_minmax_normalises_the_output_only():
+    from vidssl.eval.propagate import propagate_labels
+
+    torch.manual_seed(2)
+    feats = F.normalize(torch.randn(4, 6, 5, 6), dim=1)
+    labels0 = torch.softmax(torch.randn(3, 5, 6), 0)
+    labels0[2] = 0  # a channel that is 0 everywhere stays 0
+    raw = propagate_labels(feats, labels0, radius=3, topk=5)
+    out = propagate_labels(feats, labels0, radius=3, topk=5, output_minmax=True)
+    assert torch.equal(out[0], labels0)
+    flat = raw[1:, :2].flatten(2)
+    lo, hi = flat.min(-1, keepdim=True)[0], flat.max(-1, keepdim=True)[0]
+    assert torch.allclose(out[1:, :2].flatten(2), (flat - lo) / (hi - lo), atol=1e-6)  # and not fed back
+    assert torch.equal(out[1:, 2], raw[1:, 2]) and raw[1:, 2].abs().max() == 0
+    fed_back = propagate_labels(feats, labels0, radius=3, topk=5, minmax_norm=True)
+    assert not torch.allclose(fed_back[2:], out[2:], atol=1e-4)
 
 
 def test_dino_position_embedding_resampling():

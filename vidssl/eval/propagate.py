@@ -25,9 +25,20 @@ import torch
 import torch.nn.functional as F
 
 
-def context_indices(t: int, n_context: int) -> list[int]:
-    """Short-term context of frame t: frames t-n_context .. t-1, clamped at 0 (the reference's padding)."""
-    return [max(j, 0) for j in range(t - n_context, t)]
+CONTEXT_PADS = ("first", "none", "after_first")
+
+
+def context_indices(t: int, n_context: int, context_pad: str = "first") -> list[int]:
+    """Short-term context of frame t, frames t-n_context .. t-1. Where those start before the video:
+    "first" clamps them to 0 (copies of frame 0: CRW pads the video with them, ajabri/videowalk
+    code/data/vos.py); "none" leaves them out, frame 0 stays once (Spa-then-Temp vcl/models/trackers/
+    vanilla_tracker.py key_start = max(0, t - precede_frames)); "after_first" leaves frame 0 out too, as it is
+    the first frame already (DINO's queue of predicted frames, facebookresearch/dino eval_video_segmentation.py)."""
+    if context_pad == "first":
+        return [max(j, 0) for j in range(t - n_context, t)]
+    if context_pad not in CONTEXT_PADS:
+        raise ValueError(f"context_pad must be one of {CONTEXT_PADS}, not {context_pad!r}")
+    return [j for j in range(t - n_context, t) if j >= (context_pad == "after_first")]
 
 
 def _weights(vals: torch.Tensor, temperature: float, weighting: str) -> torch.Tensor:
@@ -85,7 +96,7 @@ def _predict_dense(q: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, lo
             far = ~_within(d[..., 0], d[..., 1], radius, shape)  # (c, hw)
             sc = scores.view(-1, n, h * w)
             sc[:, local_from:] = sc[:, local_from:].masked_fill(far[:, None], float("-inf"))
-        vals, idx = scores.topk(topk, dim=-1)
+        vals, idx = scores.topk(min(topk, scores.shape[-1]), dim=-1)
         wts = _weights(vals, temperature, weighting)
         out[:, s:s + chunk] = (lf[:, idx] * wts[None]).sum(-1)
     return out.view(-1, h, w)
@@ -150,7 +161,7 @@ def _first_frame_topk(flat: torch.Tensor, topk: int, workspace: torch.Tensor) ->
 
 def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor] | None,
                      blocked: torch.Tensor, key_pos: torch.Tensor, hw: int, n_context: int, topk: int,
-                     workspace: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                     workspace: torch.Tensor, context_pad: str = "first") -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k keys of every target frame for the queries of one tile.
 
     q (T, S^2, C): the tile's queries in every frame; windows (T, C, Wk^2): its key window in every frame;
@@ -181,16 +192,20 @@ def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.
             scores[:, :G] = first[0][a:b].reshape(-1, G)
         if first_local:
             torch.mm(qa, windows[0], out=scores[:, G:off])
-        for j in range(max(a - n_context, 0), b - 1):  # key frame j serves targets j+1 .. j+n, in slot j mod n
+        first_real = int(context_pad == "after_first")  # the first key frame with a context slot of its own
+        for j in range(max(a - n_context, first_real), b - 1):  # key frame j serves targets j+1 .. j+n, slot j mod n
             t0, t1 = max(a, j + 1), min(b, j + n_context + 1)
             if t1 > t0:
                 c = off + (j % n_context) * Wk2
                 torch.mm(q[t0:t1].reshape(-1, C), windows[j], out=scores[(t0 - a) * S2:(t1 - a) * S2, c:c + Wk2])
-        for j in range(max(a - n_context, 1 - n_context), 0):  # the padding before frame 0: copies of frame 0
+        for j in range(max(a - n_context, 1 - n_context), first_real):  # slots before the first real key frame
             t0, t1 = a, min(b, j + n_context + 1)
             if t1 > t0:
                 rows, c = slice((t0 - a) * S2, (t1 - a) * S2), off + (j % n_context) * Wk2
-                scores[rows, c:c + Wk2] = scores[rows, off:off + Wk2]
+                if context_pad == "first" and j < 0:  # copies of frame 0
+                    scores[rows, c:c + Wk2] = scores[rows, off:off + Wk2]
+                else:  # no key there (weight 0 if a top-k must reach it)
+                    scores[rows, c:c + Wk2] = float("-inf")
         scores[:, G:].view(b - a, S2, -1, Wk2).masked_fill_(blocked[:, None], float("-inf"))
         v, col = scores.view(b - a, S2, L).topk(k, dim=-1)
         slot, cell = (col - G).div(Wk2, rounding_mode="floor"), (col - G).remainder(Wk2)
@@ -208,7 +223,8 @@ def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.
 def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: int = 20, radius: float | None = 12,
                      topk: int = 10, temperature: float = 0.05, restrict_first: bool = False,
                      weighting: str = "softmax", minmax_norm: bool = False, radius_shape: str = "circle",
-                     tile: int | None = None, budget_mb: float | None = None, progress: bool = False) -> torch.Tensor:
+                     context_pad: str = "first", output_minmax: bool = False, tile: int | None = None,
+                     budget_mb: float | None = None, progress: bool = False) -> torch.Tensor:
     """Propagate first-frame soft labels through a video.
 
     feats: (T, C, h, w) L2-normalised features; labels0: (K, h, w) soft labels of frame 0 at feature
@@ -227,9 +243,12 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
         raise ValueError("topk must be >= 1")
     if radius_shape not in SHAPES:
         raise ValueError(f"radius_shape must be one of {SHAPES}, not {radius_shape!r}")
+    context_indices(1, 1, context_pad)  # checks the name
     labels0 = labels0.to(device=feats.device, dtype=torch.float32)
     if radius is None or radius <= 0:
-        return _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm)
+        preds = _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm,
+                                        context_pad)
+        return _output_minmax(preds) if output_minmax else preds
     # The affinities do not depend on the labels: find every frame's top-k keys first, tile by tile, then
     # propagate the labels frame by frame (the reference also computes all affinities first).
     hw, K = h * w, labels0.shape[0]
@@ -254,7 +273,7 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
         key_pos, allowed = tiles.key_cells(i)
         query_pos, keep = tiles.query_cells(i)
         v, j = _tile_affinities(q, windows, first and (first[0][:, query_pos], first[1][:, query_pos]), ~allowed,
-                                key_pos, hw, n_context, topk, workspace)
+                                key_pos, hw, n_context, topk, workspace, context_pad)
         weights[1:, query_pos[keep]] = _weights(v[1:, keep], temperature, weighting)
         ids[1:, query_pos[keep]] = j[1:, keep]
     bank = torch.empty(T * hw, K, device=feats.device)  # labels of every (frame, position)
@@ -262,15 +281,29 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
     for t in range(1, T):
         pred = torch.einsum("pkc,pk->pc", bank[ids[t]], weights[t])
         bank[t * hw:(t + 1) * hw] = _minmax(pred.t().reshape(K, h, w)).flatten(1).t() if minmax_norm else pred
-    return bank.view(T, h, w, K).permute(0, 3, 1, 2).contiguous()
+    preds = bank.view(T, h, w, K).permute(0, 3, 1, 2).contiguous()
+    return _output_minmax(preds) if output_minmax else preds
 
 
-def _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm) -> torch.Tensor:
+def _output_minmax(preds: torch.Tensor) -> torch.Tensor:
+    """Per-frame, per-channel min-max over space of the returned maps (frame 0 and channels whose maximum is 0
+    left as they are), after propagation: DINO's norm_mask and Spa-then-Temp's output normalisation, which
+    neither feeds back. They normalise after upsampling to the frame; here at feature resolution (bilinear
+    upsampling commutes with the per-channel affine map, only the extremes may differ slightly)."""
+    out = preds.clone()
+    flat = out[1:].flatten(2)  # (T-1, K, hw)
+    lo, hi = flat.min(-1, keepdim=True)[0], flat.max(-1, keepdim=True)[0]
+    flat.copy_(torch.where(hi > 0, (flat - lo) / (hi - lo).clamp_min(1e-12), flat))
+    return out
+
+
+def _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm,
+                            context_pad="first") -> torch.Tensor:
     T = feats.shape[0]
     preds = torch.empty(T, *labels0.shape, device=feats.device)
     preds[0] = labels0
     for t in range(1, T):
-        frames = [0] + context_indices(t, n_context)
+        frames = [0] + context_indices(t, n_context, context_pad)
         pred = _predict_dense(feats[t].float(), feats[frames].float(), preds[frames], 0, None, topk, temperature,
                               weighting, 4096)
         preds[t] = _minmax(pred) if minmax_norm else pred
@@ -281,7 +314,7 @@ def _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weight
 def propagate_labels_dense(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: int = 20,
                            radius: float | None = 12, topk: int = 10, temperature: float = 0.05,
                            restrict_first: bool = False, weighting: str = "softmax", radius_shape: str = "circle",
-                           chunk: int = 1024) -> torch.Tensor:
+                           context_pad: str = "first", chunk: int = 1024) -> torch.Tensor:
     """The same protocol computed the straightforward way the reference does (every query against every key of
     all context frames, then the radius mask). Slow; kept as the yardstick for tests and benchmarks."""
     T = feats.shape[0]
@@ -289,7 +322,7 @@ def propagate_labels_dense(feats: torch.Tensor, labels0: torch.Tensor, *, n_cont
     preds = torch.empty(T, *labels0.shape, device=feats.device)
     preds[0] = labels0
     for t in range(1, T):
-        ctx = [0] + context_indices(t, n_context)
+        ctx = [0] + context_indices(t, n_context, context_pad)
         local_from = 0 if restrict_first else 1
         preds[t] = _predict_dense(feats[t].float(), feats[ctx].float(), preds[ctx], local_from, radius, topk,
                                   temperature, weighting, chunk, radius_shape)

@@ -18,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 
 RADIUS_SHAPES = ("circle", "square")
+CONTEXT_PADS = ("first", "none", "after_first")
 POS_EMBED_MODES = ("timm", "dino")
 WEIGHTINGS = ("softmax", "exp_renorm")
 RESIZE_MODES = ("bilinear", "nearest")
@@ -26,6 +27,7 @@ RESIZE_MODES = ("bilinear", "nearest")
 @dataclass(frozen=True)
 class Protocol:
     n_context: int = 20  # previous frames in the context (besides the first frame)
+    context_pad: str = "first"  # previous frames before the video: first (copies of frame 0) | none | after_first
     radius: float | None = 12  # feature cells; None = no spatial restriction
     radius_shape: str = "circle"  # circle: Euclidean distance < radius; square: |dy|, |dx| <= radius
     restrict_first: bool = False  # apply the radius to the first frame too
@@ -33,6 +35,7 @@ class Protocol:
     temperature: float = 0.05
     weighting: str = "softmax"  # or exp_renorm
     minmax_norm: bool = False  # per-channel min-max of the predicted maps (fed back, UVC's norm_mask)
+    output_minmax: bool = False  # per-channel min-max of the output maps only (not fed back: DINO, Spa-then-Temp)
     label_resize: str = "bilinear"  # first-frame labels to feature resolution
     output_resize: str = "bilinear"  # predicted maps back to the frame size
     clip_len: int = 8  # video backbones: frames per sliding clip
@@ -45,7 +48,7 @@ class Protocol:
         """Keyword arguments of vidssl.eval.propagate.propagate_labels."""
         return dict(n_context=self.n_context, radius=self.radius, topk=self.topk, temperature=self.temperature,
                     restrict_first=self.restrict_first, weighting=self.weighting, minmax_norm=self.minmax_norm,
-                    radius_shape=self.radius_shape)
+                    radius_shape=self.radius_shape, context_pad=self.context_pad, output_minmax=self.output_minmax)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,11 +78,13 @@ PRESETS: dict[str, dict[str, dict]] = {
             temperature=0.05,  # README.md DAVIS command --temperature 0.05 (utils/arguments.py default 0.07)
             topk=10,  # README.md --topk 10; code/utils/arguments.py --topk default 10
             n_context=20,  # README.md --videoLen 20; code/utils/arguments.py --videoLen default 20
+            context_pad="first",  # code/data/vos.py make_paths: the video starts with videoLen copies of frame 0
             radius=12,  # README.md --radius 12; code/utils/arguments.py --radius default 12
             radius_shape="circle",  # code/utils/__init__.py MaskedAttention: D < radius, D Euclidean
             restrict_first=False,  # code/utils/test_utils.py mem_efficient_batched_affinity: mask only after long_mem
             weighting="softmax",  # code/utils/test_utils.py: softmax over the top-k of A / temperature
             minmax_norm=False,  # code/utils/arguments.py --norm_mask default False
+            output_minmax=False,  # test.py: norm_mask is the only normalisation
             label_resize="bilinear",  # code/data/vos.py: cv2.resize of the one-hot maps, INTER_LINEAR
             output_resize="bilinear",  # code/utils/test_utils.py dump_predictions: cv2.resize (linear), argmax
             input_size="native",  # README.md --cropSize -1 (native 480p)
@@ -95,10 +100,12 @@ PRESETS: dict[str, dict[str, dict]] = {
             weighting="exp_renorm",  # exp, zero below the k-th largest, divide by the sum (no softmax shift)
             topk=5,  # --topk default 5
             n_context=7,  # --n_last_frames default 7
+            context_pad="after_first",  # a queue of the last 7 predicted frames: frame 0 only as the first frame
             radius=12,  # --size_mask_neighborhood default 12
             radius_shape="square",  # restrict_neighborhood: |di|, |dj| <= size_mask_neighborhood
             restrict_first=True,  # aff *= mask_neighborhood on every context frame, the first included
-            minmax_norm=False,  # divergence: norm_mask is applied to the upsampled output only, not fed back
+            minmax_norm=False,  # the queue keeps the raw prediction (seg = copy.deepcopy before norm_mask)
+            output_minmax=True,  # norm_mask on the output (divergence: at feature resolution, not after upsampling)
             label_resize="nearest",  # read_seg: seg.resize((w / p, h / p), 0) = PIL NEAREST
             output_resize="bilinear",  # F.interpolate(scale_factor=patch_size, bilinear), then NEAREST to original
             # read_frame: short side 480, long side floored to a multiple of 64; DAVIS 480p frames are 854x480
@@ -112,11 +119,13 @@ PRESETS: dict[str, dict[str, dict]] = {
             temperature=0.7,  # util.py --davis_temperature 0.7; src/utils/arguments.py --temperature 0.7
             topk=7,  # util.py --davis_topk 7; src/utils/arguments.py --topk 7
             n_context=20,  # util.py --davis_video_len 20; src/utils/arguments.py --video_len 20
+            context_pad="first",  # src/data/vos.py make_paths: frame index max(0, i - video_len)
             radius=20,  # util.py --davis_radius 20; src/utils/arguments.py --radius 20
             radius_shape="circle",  # src/utils/__init__.py MaskedAttention: Euclidean D < radius
             restrict_first=False,  # src/utils/test_utils.py: the mask skips long_mem [0] (start.py long_mem=[0])
             weighting="softmax",  # src/utils/test_utils.py mem_efficient_batched_affinity
             minmax_norm=False,  # start.py norm_mask=False
+            output_minmax=False,  # src/test.py: norm_mask is the only normalisation
             label_resize="bilinear",  # src/data/vos.py: cv2.resize of the one-hot maps, INTER_LINEAR
             output_resize="bilinear",  # src/utils/test_utils.py dump_predictions: cv2.resize, argmax
             input_size="480x880",  # util.py --davis_crop_size [480, 880]; src/utils/arguments.py (480, 880)
@@ -132,21 +141,26 @@ PRESETS: dict[str, dict[str, dict]] = {
         "all": dict(
             temperature=0.07,  # res18_d8.py test_cfg_* temperature=0.07
             topk=10,  # res18_d8.py test_cfg_* topk=10
-            n_context=20,  # res18_d8.py precede_frames=20 (divergence: no padding with copies of frame 0)
+            n_context=20,  # res18_d8.py precede_frames=20
+            context_pad="none",  # vanilla_tracker.py key_start = max(0, frame_idx - precede_frames)
             # res18_d8.py test_cfg_davis neighbor_range=24, mode='square': vcl/models/common/affinity_utils.py
             # spatial_neighbor keeps i - 24 // 2 .. i + 24 // 2, i.e. |dy|, |dx| <= 12
             radius=12,
             radius_shape="square",
             restrict_first=True,  # res18_d8.py with_first_neighbor=True: non_mask_len 0 (the first frame masked)
             weighting="softmax",  # vcl/models/common/local_attention.py masked_attention_efficient mode='softmax'
-            minmax_norm=False,  # divergence: vanilla_tracker.py min-max normalises the output only, not fed back
+            minmax_norm=False,  # vanilla_tracker.py: seg_bank keeps the raw seg_logit
+            # vanilla_tracker.py: the upsampled output min-max normalised when the reference map holds class ids
+            # (DAVIS, VIP; divergence: here at feature resolution)
+            output_minmax=True,
             label_resize="nearest",  # vcl/models/trackers/vanilla_tracker.py pil_nearest_interpolate
             output_resize="bilinear",  # vanilla_tracker.py F.interpolate(seg_logit, original_shape, bilinear)
             input_size="short:480",  # base_data.py val_pipeline_davis Resize scale=(-1, 480), keep_ratio
             feature_stride=8,  # res18_d8.py strides=(1, 2, 2, 1), out_indices=(2,): layer3 at stride 8
         ),
         # base_data.py val_pipeline_jhmdb Resize (320, 320); res18_d8.py test_cfg_jhmdb neighbor_range=10
-        "jhmdb": dict(input_size="320x320", radius=5),
+        # and no output min-max for JHMDB's one-hot heatmaps (vanilla_tracker.py `if not input_onehot`)
+        "jhmdb": dict(input_size="320x320", radius=5, output_minmax=False),
         # base_data.py val_pipeline_vip Resize (560, 560); res18_d8.py test_cfg_vip neighbor_range=32
         "vip": dict(input_size="560x560", radius=16),
     },
@@ -167,7 +181,7 @@ def check_protocol(p: Protocol) -> list[str]:
         errors.append(f"--n-context must be >= 0, got {p.n_context}")
     if not _INPUT_SIZE.match(p.input_size):
         errors.append(f"--input-size must be native, short:N or HxW (e.g. 480x880), not {p.input_size!r}")
-    for name, allowed in (("radius_shape", RADIUS_SHAPES), ("vit_pos_embed", POS_EMBED_MODES),
+    for name, allowed in (("radius_shape", RADIUS_SHAPES), ("context_pad", CONTEXT_PADS), ("vit_pos_embed", POS_EMBED_MODES),
                           ("weighting", WEIGHTINGS), ("label_resize", RESIZE_MODES), ("output_resize", RESIZE_MODES)):
         if getattr(p, name) not in allowed:
             errors.append(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, not {getattr(p, name)!r}")
@@ -193,6 +207,9 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--protocol", default="default", choices=list(PRESETS),
                    help="a published evaluation's settings (default: CRW's DAVIS command, vidssl's long-standing one)")
     g.add_argument("--n-context", type=int, help="previous frames in the context")
+    g.add_argument("--context-pad", choices=CONTEXT_PADS,
+                   help="context slots before the video: first (copies of frame 0), none, after_first (frame 0 "
+                        "only as the first frame)")
     g.add_argument("--radius", type=float, help="feature cells; <= 0 disables")
     g.add_argument("--radius-shape", choices=RADIUS_SHAPES, help="circle: distance < radius; square: |dy|,|dx| <= radius")
     g.add_argument("--restrict-first", action=argparse.BooleanOptionalAction,
@@ -200,7 +217,10 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--topk", type=int)
     g.add_argument("--temperature", type=float)
     g.add_argument("--weighting", choices=WEIGHTINGS)
-    g.add_argument("--minmax-norm", action=argparse.BooleanOptionalAction, help="per-channel min-max of predicted maps")
+    g.add_argument("--minmax-norm", action=argparse.BooleanOptionalAction,
+                   help="per-channel min-max of predicted maps, fed back (UVC)")
+    g.add_argument("--output-minmax", action=argparse.BooleanOptionalAction,
+                   help="per-channel min-max of the output maps only (DINO, Spa-then-Temp)")
     g.add_argument("--label-resize", choices=RESIZE_MODES)
     g.add_argument("--output-resize", choices=RESIZE_MODES)
     g.add_argument("--clip-len", type=int, help="video backbones: frames per sliding clip")
