@@ -104,7 +104,8 @@ def test_hash_is_stable_and_follows_every_knob():
     a, b = Protocol(), Protocol()
     assert a.digest() == b.digest() and len(a.digest()) == 10
     assert replace(a, preset="crw").digest() == a.digest()  # the name is not a knob
-    changed = {"n_context": 7, "context_pad": "none", "output_minmax": True, "radius": 5.0, "radius_shape": "square", "restrict_first": True, "topk": 3,
+    changed = {"n_context": 7, "context_pad": "none", "output_minmax": True, "radius": 5.0, "radius_shape": "square",
+               "restrict_first": True, "topk": 3,
                "temperature": 0.1, "weighting": "exp_renorm", "minmax_norm": True, "label_resize": "nearest",
                "output_resize": "nearest", "clip_len": 4, "input_size": "320x320", "vit_pos_embed": "dino",
                "feature_stride": 16}
@@ -207,19 +208,20 @@ def test_dino_position_embedding_resampling():
     from vidssl.eval.encoder import set_vit_pos_embed
     from vidssl.models.backbones import build_backbone
 
-    enc = build_backbone("timm:vit_tiny_patch16_224").eval()
+    enc = build_backbone("timm:vit_tiny_patch16_224", depth=1, img_size=96).eval()  # a 6 x 6 patch grid
     vit = enc.model
     torch.nn.init.normal_(vit.pos_embed)
-    x = torch.zeros(1, 6, 10, vit.embed_dim)  # a 6 x 10 patch grid (96 x 160 pixels)
+    x = torch.zeros(1, 4, 9, vit.embed_dim)  # a 4 x 9 grid: shrinks one axis, grows the other
     timm_out = vit._pos_embed(x)
     assert set_vit_pos_embed(enc, "dino") == 1
     dino_out = vit._pos_embed(x)
-    grid = vit.pos_embed[:, 1:].reshape(1, 14, 14, -1).permute(0, 3, 1, 2)
-    want = F.interpolate(grid, scale_factor=(6.1 / 14, 10.1 / 14), mode="bicubic").permute(0, 2, 3, 1).reshape(1, 60, -1)
+    grid = vit.pos_embed[:, 1:].reshape(1, 6, 6, -1).permute(0, 3, 1, 2)
+    want = F.interpolate(grid, scale_factor=(4.1 / 6, 9.1 / 6), mode="bicubic").permute(0, 2, 3, 1).reshape(1, 36, -1)
     assert torch.allclose(dino_out[:, 1:], want, atol=1e-6)
     assert torch.allclose(dino_out[:, 0], vit.cls_token[:, 0] + vit.pos_embed[:, 0])
     assert not torch.allclose(dino_out, timm_out, atol=1e-3)  # timm antialiases when it shrinks
-    full = torch.zeros(1, 14, 14, vit.embed_dim)
+    full = torch.zeros(1, 6, 6, vit.embed_dim)
     assert torch.allclose(vit._pos_embed(full)[:, 1:], vit.pos_embed[:, 1:])  # the native grid: untouched
     assert set_vit_pos_embed(enc, "timm") == 1 and torch.allclose(vit._pos_embed(x), timm_out)
+    assert enc(torch.zeros(1, 3, 64, 144)).shape == (1, 192, 4, 9)  # the forward pass runs through it
     assert set_vit_pos_embed(build_backbone("resnet18"), "dino") == 0

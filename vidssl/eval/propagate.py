@@ -2,13 +2,15 @@
 code/utils/test_utils.py).
 
 For each frame t the context is frame 0 (with its given labels) plus the `n_context` previous frames (with
-their predicted soft labels; indices before 0 are padded with frame 0, as the reference pads the video).
-Affinities are cosine similarities; on the short-term frames only keys within `radius` feature cells count,
-frame 0 is unrestricted unless `restrict_first`. `radius_shape` "circle": Euclidean distance < radius (CRW,
-ajabri/videowalk code/utils/__init__.py MaskedAttention); "square": |dy| <= radius and |dx| <= radius (DINO's
+their predicted soft labels; by default indices before 0 are padded with frame 0, as the reference pads the
+video; `context_pad` offers the other references' rules, see context_indices). Affinities are cosine
+similarities; on the short-term frames only keys within `radius` feature cells count, frame 0 is unrestricted
+unless `restrict_first`. `radius_shape` "circle": Euclidean distance < radius (CRW, ajabri/videowalk
+code/utils/__init__.py MaskedAttention); "square": |dy| <= radius and |dx| <= radius (DINO's
 `size_mask_neighborhood`, facebookresearch/dino eval_video_segmentation.py restrict_neighborhood; Spa-then-Temp's
-square `neighbor_range` window of side 2 radius + 1, vcl/models/common/affinity_utils.py spatial_neighbor). The `topk` best keys,
-jointly over all context locations, are weighted by softmax(similarity / temperature) and their labels summed.
+square `neighbor_range` window of side 2 radius + 1, vcl/models/common/affinity_utils.py spatial_neighbor).
+The `topk` best keys, jointly over all context locations, are weighted by softmax(similarity / temperature)
+and their labels summed.
 
 Where the reference computes every query against every key of all 21 frames and then masks, here the
 short-term frames are computed tile by tile against only the window the radius can reach, so the work per frame
@@ -230,8 +232,9 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
     feats: (T, C, h, w) L2-normalised features; labels0: (K, h, w) soft labels of frame 0 at feature
     resolution. Returns (T, K, h, w) soft labels, frame 0 = labels0. `radius=None` disables the spatial
     restriction. `minmax_norm` rescales each predicted channel to [0, 1] over space (UVC's norm_mask) before
-    it is stored and fed back. Runs on feats' device; `budget_mb` bounds one tile's score buffer (default
-    32 MB on the CPU, 1 GB on a GPU). `tile` is the side of the square query tiles (the results do not depend
+    it is stored and fed back; `output_minmax` does the same to the returned maps only (see _output_minmax).
+    `radius_shape` and `context_pad`: see the module docstring and context_indices. Runs on feats' device;
+    `budget_mb` bounds one tile's score buffer (default 32 MB on the CPU, 1 GB on a GPU). `tile` is the side of the square query tiles (the results do not depend
     on it): 5 on the CPU (the fastest measured), 16 on a GPU, where small tiles would be launch-bound (a
     49-frame 480p video takes ~133k PyTorch ops with 5x5 tiles, ~19k with 16x16 tiles, for twice the
     multiply-adds); the GPU choice is not yet timed on a GPU.

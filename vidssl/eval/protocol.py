@@ -181,7 +181,8 @@ def check_protocol(p: Protocol) -> list[str]:
         errors.append(f"--n-context must be >= 0, got {p.n_context}")
     if not _INPUT_SIZE.match(p.input_size):
         errors.append(f"--input-size must be native, short:N or HxW (e.g. 480x880), not {p.input_size!r}")
-    for name, allowed in (("radius_shape", RADIUS_SHAPES), ("context_pad", CONTEXT_PADS), ("vit_pos_embed", POS_EMBED_MODES),
+    for name, allowed in (("radius_shape", RADIUS_SHAPES), ("context_pad", CONTEXT_PADS),
+                          ("vit_pos_embed", POS_EMBED_MODES),
                           ("weighting", WEIGHTINGS), ("label_resize", RESIZE_MODES), ("output_resize", RESIZE_MODES)):
         if getattr(p, name) not in allowed:
             errors.append(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, not {getattr(p, name)!r}")
@@ -211,7 +212,8 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
                    help="context slots before the video: first (copies of frame 0), none, after_first (frame 0 "
                         "only as the first frame)")
     g.add_argument("--radius", type=float, help="feature cells; <= 0 disables")
-    g.add_argument("--radius-shape", choices=RADIUS_SHAPES, help="circle: distance < radius; square: |dy|,|dx| <= radius")
+    g.add_argument("--radius-shape", choices=RADIUS_SHAPES,
+                   help="circle: distance < radius; square: |dy|, |dx| <= radius")
     g.add_argument("--restrict-first", action=argparse.BooleanOptionalAction,
                    help="apply the radius to the first frame too")
     g.add_argument("--topk", type=int)

@@ -123,7 +123,8 @@ def score_results(root: str, results: str, videos: list[str]) -> np.ndarray:
                 raise FileNotFoundError(f"result {path} is missing: results are class-id PNGs named like the frames")
             gt, pred = read_ids(annotations[t]), read_ids(path)
             if pred.shape != gt.shape:
-                pred = cv2.resize(pred.astype(np.uint8), gt.shape[::-1], interpolation=cv2.INTER_NEAREST).astype(np.int64)
+                pred = cv2.resize(pred.astype(np.uint8), gt.shape[::-1], interpolation=cv2.INTER_NEAREST)
+                pred = pred.astype(np.int64)
             hist += confusion(gt, pred)
     return hist
 
@@ -216,7 +217,9 @@ def run_vip(root: str, out: str, ctx: EvalContext, videos: list[str]) -> dict:
                 write_davis_mask(os.path.join(seq_dir, stem + ".png"), pred)
                 if not ctx.overlays:
                     return None
-                img = kept[t] if kept[t].shape[:2] == (gh, gw) else cv2.resize(kept[t], (gw, gh), interpolation=cv2.INTER_AREA)
+                img = kept[t]
+                if img.shape[:2] != (gh, gw):
+                    img = cv2.resize(img, (gw, gh), interpolation=cv2.INTER_AREA)
                 blended = blend(img, pred)
                 Image.fromarray(blended).save(os.path.join(vis_dir, stem + ".jpg"), quality=90)
                 return blended
