@@ -89,3 +89,48 @@ def frame_features(encoder: nn.Module, frames: torch.Tensor, device: torch.devic
         maps = dense_frame_maps(encoder, x, batch=batch, clip_len=clip_len)
         out.append(F.normalize(maps.float(), dim=1).to(dtype))
     return torch.cat(out)
+
+
+def _dino_pos_embed(vit: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm VisionTransformer._pos_embed with DINO's resampling (facebookresearch/dino vision_transformer.py
+    interpolate_pos_encoding, copied by CropMAE's src/models_mae.py): the patch grid's embedding resized by
+    bicubic interpolation with scale factors (n + 0.1) / N, no antialiasing, left as is when the grid matches.
+    x: patch tokens (B, H, W, C) as timm hands them over with dynamic_img_size."""
+    B, H, W, C = x.shape
+    n_prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
+    prefix, grid = vit.pos_embed[:, :n_prefix], vit.pos_embed[:, n_prefix:]
+    gh, gw = vit.patch_embed.grid_size
+    if (H, W) != (gh, gw):
+        g = grid.reshape(1, gh, gw, C).permute(0, 3, 1, 2)
+        g = F.interpolate(g, scale_factor=((H + 0.1) / gh, (W + 0.1) / gw), mode="bicubic", align_corners=False)
+        grid = g.permute(0, 2, 3, 1).reshape(1, H * W, C)
+    pos_embed = torch.cat([prefix, grid], 1)
+    x = x.reshape(B, H * W, C)
+    to_cat = [t.expand(B, -1, -1) for t in (vit.cls_token, getattr(vit, "reg_token", None)) if t is not None]
+    if vit.no_embed_class:
+        x = torch.cat(to_cat + [x + pos_embed], 1)
+    else:
+        x = torch.cat(to_cat + [x], 1) + pos_embed
+    return vit.pos_drop(x)
+
+
+def set_vit_pos_embed(encoder: nn.Module, mode: str) -> int:
+    """How the ViTs inside `encoder` resample their position embedding to another patch grid: "timm" (timm's
+    resample_abs_pos_embed: bicubic, antialiased when shrinking) or "dino" (see _dino_pos_embed). Returns the
+    number of ViTs changed (0 for CNNs, where the knob does nothing)."""
+    if mode not in ("timm", "dino"):
+        raise ValueError(f"vit_pos_embed must be timm or dino, not {mode!r}")
+    import types
+
+    n = 0
+    for m in encoder.modules():
+        if getattr(m, "pos_embed", None) is None or not hasattr(m, "patch_embed") or not hasattr(m, "_pos_embed"):
+            continue
+        if not getattr(m, "dynamic_img_size", False):
+            continue  # a fixed-size ViT never resamples
+        if mode == "dino":
+            m._pos_embed = types.MethodType(_dino_pos_embed, m)
+        elif "_pos_embed" in vars(m):
+            del m._pos_embed  # back to the class's (timm's) method
+        n += 1
+    return n
