@@ -343,7 +343,8 @@ class VideoBackbone(Backbone):
 
 
 for _name in VIDEO_BACKBONES:
-    register_backbone(_name, {"out_layer": "str"})(lambda n=_name, **kw: VideoBackbone(n, **kw))
+    register_backbone(_name, {"out_layer": "str", "zero_init_residual": "bool", "num_classes": "int",
+                              "dropout": "float"})(lambda n=_name, **kw: VideoBackbone(n, **kw))
 
 
 @register_backbone("projected", {"base": "backbone", "base_kwargs": "dict", "dim": "int", "relu": "bool"})
