@@ -77,6 +77,9 @@ def edit(folder, text_or_meta) -> str:
     ({"backbone": "timm:vit_tiny_patch16_224", "kwargs": {"pretrained_cfg_overlay": {"file": "x"}}},
      "kwargs.pretrained_cfg_overlay is refused"),
     ({"backbone": "resnet18", "kwargs": {"out_layer": "layer1", "weights": "DEFAULT"}}, "kwargs.weights is refused"),
+    ({"backbone": "projected", "kwargs": {"base": "timm:vit_tiny_patch16_224", "base_kwargs": {}},
+      "eval_kwargs": {"base_kwargs": {"checkpoint_path": "/tmp/w.pth"}}},
+     "eval_kwargs.base_kwargs.checkpoint_path is refused"),
 ])
 def test_edited_encoder_json_is_refused_before_anything_is_built(tmp_path, exported, no_network, tiny_davis,
                                                                  change, message):

@@ -234,3 +234,14 @@ def test_only_plain_data_and_namespaces_are_unpickled(tmp_path):
     with pytest.raises(ValueError, match="refused"):
         load_encoder(backbone="crw_resnet18", init=f"weights:{path}")
     assert not marker.exists()
+
+
+def test_eval_command_with_published_weights(tmp_path, tiny_davis):
+    from vidssl.eval.runner import main as vidssl_eval
+
+    tv = torchvision_resnet18()
+    ckpt = {"meta": {}, "state_dict": to_mmcv(tv)}
+    path = save(ckpt, tmp_path / "r18_nc_sgd_cos_100e_r2_1xNx8_k400-db1a4c0d.pth")
+    summary = vidssl_eval(["davis", "--davis-root", tiny_davis[0], "--out", str(tmp_path / "ev"), "--backbone",
+                           "resnet18", "--weights", path, "--radius", "4", "--no-overlays"])
+    assert "VFS / Spa-then-Temp" in summary["encoder"] and path in summary["encoder"]

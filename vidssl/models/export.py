@@ -62,8 +62,11 @@ def check_encoder_meta(meta, where: str) -> dict:
     if not isinstance(meta["source"], dict):
         raise ValueError(f"{where}: key 'source' must be an object, not {type(meta['source']).__name__}")
     check_backbone_spec(meta["backbone"], meta["kwargs"], where, "kwargs")
-    if meta["eval_kwargs"] is not None:
-        check_backbone_spec(meta["backbone"], meta["eval_kwargs"], where, "eval_kwargs")
+    if meta["eval_kwargs"] is not None:  # checked merged over kwargs, as they are built (projected: its base)
+        if not isinstance(meta["eval_kwargs"], dict):
+            raise ValueError(f"{where}: key 'eval_kwargs' must be an object or null, not "
+                             f"{type(meta['eval_kwargs']).__name__}")
+        check_backbone_spec(meta["backbone"], {**meta["kwargs"], **meta["eval_kwargs"]}, where, "eval_kwargs")
     return meta
 
 
