@@ -212,6 +212,8 @@ def test_other_architecture_is_named_with_the_backbone_it_fits(tmp_path):
         r50 = torchvision.models.resnet50().state_dict()
     assert guess_backbone(r50) == "resnet50"
     assert guess_backbone(torchvision_resnet18()) == "resnet18"
+    no_layer4 = {k: v for k, v in r50.items() if not k.startswith("layer4")}
+    assert guess_backbone(no_layer4) == "resnet50" and guess_backbone({"conv1.weight": torch.zeros(1)}) is None
     # a ViT-S/8 DINO backbone file given to the ViT-Ti/16 backbone: shapes differ, the fitting one is named
     path = save(small8, tmp_path / "dino_deitsmall8_pretrain.pth")
     with pytest.raises(ValueError, match=r"of another shape \(e.g. patch_embed.proj.weight \(384, 3, 8, 8\) vs "

@@ -209,8 +209,11 @@ def guess_backbone(state: dict, layout: Layout | None = None) -> str | None:
     if "conv1.weight" in state:
         blocks = tuple(1 + max((int(k.split(".")[1]) for k in state if k.startswith(f"layer{i}.")), default=-1)
                        for i in range(1, 5))
-        depth = _RESNET_DEPTHS.get((*blocks, "layer1.0.conv3.weight" in state))
-        if depth is None:
+        n = next((i for i, b in enumerate(blocks) if b == 0), 4)  # trailing layers may be removed (CRW: layer4)
+        bottleneck = "layer1.0.conv3.weight" in state
+        depth = next((d for (*cfg, bn), d in _RESNET_DEPTHS.items()
+                      if bn == bottleneck and tuple(cfg[:n]) == blocks[:n] and not any(blocks[n:])), None)
+        if depth is None or n == 0:
             return None
         return f"crw_resnet{depth}" if layout is not None and layout.name == "crw" and depth <= 50 else f"resnet{depth}"
     return None
