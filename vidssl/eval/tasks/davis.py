@@ -39,6 +39,9 @@ def list_sequences(root: str, subset: str | None = "val", sequences: list[str] |
             names = [ln.strip() for ln in f if ln.strip()]
     else:
         names = sorted(d for d in os.listdir(img_root) if os.path.isdir(os.path.join(img_root, d)))
+        if subset:
+            print(f"note: {image_set} does not exist: evaluating every sequence folder of {img_root} "
+                  f"({len(names)}), not the '{subset}' set")
     paths = [n for n in names if not n or n in (".", "..") or "/" in n or os.sep in n or os.path.isabs(n)]
     if paths:
         raise ValueError(f"sequence names must be plain names, not paths: {paths[:3]}")
@@ -56,6 +59,11 @@ def sequence_files(root: str, seq: str, resolution: str = "480p") -> tuple[list[
         raise FileNotFoundError(f"no frames for sequence {seq} under {root}/JPEGImages/{resolution}")
     if not masks:
         raise FileNotFoundError(f"no annotations for sequence {seq} under {root}/Annotations/{resolution}")
+    stems = {os.path.splitext(os.path.basename(f))[0] for f in frames}
+    orphans = [m for m in masks if os.path.splitext(os.path.basename(m))[0] not in stems]
+    if orphans:
+        raise FileNotFoundError(f"input frame {os.path.splitext(os.path.basename(orphans[0]))[0]} of {seq} is missing "
+                                f"from {root}/JPEGImages/{resolution}/{seq} (its annotation {orphans[0]} exists)")
     return frames, masks
 
 
@@ -223,6 +231,9 @@ class DavisTask(EvalTask):
         parser.add_argument("--davis-root", help="DAVIS folder (JPEGImages/480p, Annotations/480p[, ImageSets/2017])")
         parser.add_argument("--set", default="val", help="ImageSets/2017/<set>.txt (default val)")
         parser.add_argument("--sequences", help="comma-separated sequence names (overrides --set)")
+
+    def data_roots(self) -> list[str]:
+        return [self.args.davis_root] if self.args.davis_root else []
 
     def run(self, ctx: EvalContext) -> TaskResult:
         a = self.args

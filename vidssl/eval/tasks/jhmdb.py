@@ -196,6 +196,9 @@ class JhmdbTask(EvalTask):
         parser.add_argument("--split-list",
                             help="a list of class/video lines, a *_test_split1.txt, or a folder of them")
 
+    def data_roots(self) -> list[str]:
+        return [self.args.jhmdb_root]
+
     def run(self, ctx: EvalContext) -> TaskResult:
         videos = list_videos(self.args.jhmdb_root, self.args.split_list)
         print(f"JHMDB: {len(videos)} video(s); encoder: {ctx.description}")
