@@ -22,9 +22,9 @@ Registered names:
 - "resnet18/34/50": torchvision's ResNet (zero padding, output stride 32) without avgpool/fc. `out_layer`
   ("layer1".."layer4"): the last layer built; `stride8=True` puts layer3/layer4 convs at stride 1 (output
   stride 8, same weights). Eval: {"out_layer": "layer3", "stride8": True}.
-- "timm:<model>" (a model of timm's registry, built without pretrained weights; hub names are refused): ViTs give their patch
-  tokens as a (ceil(H/p), ceil(W/p)) map (stride = patch size p; the input is zero-padded to whole patches),
-  CNNs their last feature stage at stride <= 8.
+- "timm:<model>" (a model of timm's registry, built without pretrained weights; hub names are refused): ViTs
+  give their patch tokens as a (ceil(H/p), ceil(W/p)) map (stride = patch size p; the input is zero-padded to
+  whole patches), CNNs their last feature stage at stride <= 8.
   ViT-S/16 and ViT-S/8 ("timm:vit_small_patch16_224", "timm:vit_small_patch8_224", DINO's models) match DINO's
   video segmentation evaluation (facebookresearch/dino eval_video_segmentation.py `extract_feature`): it reads
   `get_intermediate_layers(x, n=1)`, the last block's tokens after the final LayerNorm, drops the CLS token and
@@ -99,7 +99,8 @@ def _kind_ok(kind: str, v) -> bool:
     if kind == "str_list":
         return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
     if kind == "size":
-        return _kind_ok("int", v) or (isinstance(v, (list, tuple)) and len(v) == 2 and all(_kind_ok("int", x) for x in v))
+        pair = isinstance(v, (list, tuple)) and len(v) == 2 and all(_kind_ok("int", x) for x in v)
+        return _kind_ok("int", v) or pair
     if kind == "dict":
         return isinstance(v, dict)
     raise AssertionError(kind)

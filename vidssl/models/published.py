@@ -228,7 +228,7 @@ def _native(key: str) -> str:
 
 
 def _expected() -> str:
-    return "; ".join(f"{l.name}: {l.expected}" for l in LAYOUTS) + "; or the backbone's own names"
+    return "; ".join(f"{layout.name}: {layout.expected}" for layout in LAYOUTS) + "; or the backbone's own names"
 
 
 def _top_keys(obj: dict, n: int = 6) -> str:
