@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import import_reference, machine, peak_rss_mb, print_table, timed  # noqa: E402
+from benchmarks.common import import_reference, machine, peak_rss_mb, print_row, print_table, timed  # noqa: E402
 from vidssl.methods import build_method  # noqa: E402
 
 RECIPES = {
@@ -85,6 +85,7 @@ def main() -> None:
                 t_ref = reference_seconds(ref, batch, device, args.steps)
             row += [f"{args.batch / t_ref:.3f}", f"{t_ref / t_ours:.2f}x"] if t_ref else ["-", "-"]
             rows.append(row)
+            print_row(row)
             del method, opt, batch
     memory = "peak GPU MB (allocated)" if device.type == "cuda" else "peak RSS MB (cumulative)"
     print_table(f"CRW training step (forward + backward + Adam) on {machine()}",

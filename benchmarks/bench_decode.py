@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import machine, print_table  # noqa: E402
+from benchmarks.common import machine, print_row, print_table  # noqa: E402
 from vidssl.data import frame_step, random_clip_indices  # noqa: E402
 from vidssl.io import VideoReader, available_backends  # noqa: E402
 
@@ -75,9 +75,10 @@ def main() -> None:
             try:
                 c, s = bench(path, backend, args.clips, args.seq_frames, device)
             except Exception as e:  # a GPU build missing is a result here, not a crash
-                rows.append([desc, name, "-", "-", f"unavailable: {str(e).splitlines()[0][:120]}"])
-                continue
-            rows.append([desc, name, f"{c:.1f}", f"{c * 4:.0f}", f"{s:.0f}"])
+                rows.append([desc, name, "-", "-", f"unavailable: {(str(e).splitlines() or [repr(e)])[0][:120]}"])
+            else:
+                rows.append([desc, name, f"{c:.1f}", f"{c * 4:.0f}", f"{s:.0f}"])
+            print_row(rows[-1])
     print_table(f"Decode throughput on {machine()}", ["video", "backend", "clips/s", "clip frames/s",
                                                        "sequential frames/s"], rows)
 

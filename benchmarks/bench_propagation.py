@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import import_reference, machine, peak_rss_mb, print_table  # noqa: E402
+from benchmarks.common import import_reference, machine, peak_rss_mb, print_row, print_table  # noqa: E402
 from vidssl.eval import propagate_labels, propagate_labels_dense  # noqa: E402
 
 
@@ -88,6 +88,7 @@ def main() -> None:
             assert torch.allclose(result, ours, atol=1e-4), f"tile {tile} changes the result"
         name = f"vidssl propagate_labels, tile {tile or 'default (' + str(16 if device.type == 'cuda' else 5) + ')'}"
         rows.append([name, f"{1 / t_tile:.3f}", f"{t_tile:.4f}", f"{peak_mb():.0f}", f"{t_tile / t_ours:.2f}x"])
+        print_row(rows[-1])
         del result
     if not args.skip_dense:
         if device.type == "cuda":

@@ -223,6 +223,12 @@ def cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+def last_of_each_title(tables: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """A table printed again as it grew: only its last version, where it first appeared."""
+    last = dict(tables)
+    return [(title, last[title]) for title in dict.fromkeys(t for t, _ in tables)]
+
+
 def merge_tables(tables: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
     """Tables with the same header (one process per method) as one table, under the first one's title."""
     merged: list[tuple[str, list[str]]] = []
@@ -335,7 +341,7 @@ def assemble(work: str, out: str, mode: str = "") -> str:
             continue
         tables = []
         for s in mine:
-            tables += tables_in(log_of(work, s["name"]))
+            tables += last_of_each_title(tables_in(log_of(work, s["name"])))
         tables = merge_tables(tables)
         for table_title, lines in tables:
             md += [f"### {table_title}", "", *lines, ""]

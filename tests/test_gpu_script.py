@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu.sh")
 sys.path.insert(0, ROOT)
-from benchmarks.gpu_report import SECTIONS, assemble, merge_tables, tables_in, verdicts  # noqa: E402
+from benchmarks.gpu_report import SECTIONS, assemble, last_of_each_title, merge_tables, tables_in, verdicts  # noqa: E402
 
 
 def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -42,6 +42,7 @@ def test_tables_are_lifted_merged_and_judged():
                                                "the default 16."]
     a = ("T1", ["| method | x |", "|---|---|", "| crw | 1 |"])
     b = ("T2", ["| method | x |", "|---|---|", "| byol | 2 |"])
+    assert last_of_each_title([a, ("T1", a[1] + ["| dino | 3 |"])]) == [("T1", a[1] + ["| dino | 3 |"])]
     assert merge_tables([a, b]) == [("T1", ["| method | x |", "|---|---|", "| crw | 1 |", "| byol | 2 |"])]
     crw = [("CRW", ["| recipe | variant | batch | clips/s | peak | reference clips/s | speed-up |", "|-|-|-|-|-|-|-|",
                     "| paper | fp32 | 20 | 10.0 | 1 | 5.0 | 2.00x |", "| paper | bf16_cl | 20 | 25.0 | 1 | 5.0 | 5.00x |"])]
