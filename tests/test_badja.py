@@ -8,8 +8,15 @@ import pytest
 from PIL import Image
 
 from vidssl.eval.runner import main as eval_main
-from vidssl.eval.tasks.badja import (badja_pck, list_sequences, load_sequence, mask_area, parse_size,
-                                     read_annotations, to_badja_json)
+from vidssl.eval.tasks.badja import (
+    badja_pck,
+    list_sequences,
+    load_sequence,
+    mask_area,
+    parse_size,
+    read_annotations,
+    to_badja_json,
+)
 
 
 def read_csv(path):

@@ -136,8 +136,7 @@ def list_sequences(badja_root: str, sequences: list[str] | None) -> list[str]:
     return list(sequences)
 
 
-def load_sequence(badja_root: str, davis_root: str, name: str, resolution: str = "480p",
-                  original_size: tuple[int, int] = DAVIS_ORIGINAL_SIZE) -> BadjaSequence:
+def load_sequence(badja_root: str, davis_root: str, name: str, resolution: str = "480p") -> BadjaSequence:
     """A sequence's annotations matched to the DAVIS frames and masks of the same numbers. Joints stay in
     original pixels (x, y here; BADJA's files hold [row, col])."""
     path = os.path.join(badja_root, "joint_annotations", f"{name}.json")
@@ -196,15 +195,14 @@ def badja_pck(gt_xy: np.ndarray, gt_visible: np.ndarray, pred_xy: np.ndarray, pr
 
 def to_badja_json(seq: BadjaSequence, pred_xy: np.ndarray, pred_visible: np.ndarray) -> list[dict]:
     """BADJA's own format: the annotated frames with image_path (and segmentation_path) as read, joints
-    [row, col] in original pixels, visibility as predicted (joints not tracked: [0, 0], False, as BADJA writes
-    unannotated joints)."""
+    [row, col] in original pixels (the tracked position also where predicted occluded; joints not tracked are
+    [0, 0], as BADJA writes unannotated joints), visibility as predicted."""
     out = []
     for a, entry in enumerate(seq.entries):
         item = {"image_path": entry["image_path"]}
         if "segmentation_path" in entry:
             item["segmentation_path"] = entry["segmentation_path"]
-        item["joints"] = [[round(float(y), 2), round(float(x), 2)] if v else [0, 0]
-                          for (x, y), v in zip(pred_xy[a], pred_visible[a])]
+        item["joints"] = [[round(float(y), 2), round(float(x), 2)] for x, y in pred_xy[a]]
         item["visibility"] = [bool(v) for v in pred_visible[a]]
         out.append(item)
     return out
@@ -261,7 +259,8 @@ def evaluate_sequence(ctx: EvalContext, seq: BadjaSequence, original_size: tuple
     areas = np.array([a * (oW * oH) / (mw * mh) for a, (mw, mh) in zip(areas, mask_sizes)])  # original px^2
     query_joints = np.flatnonzero(seq.visible[0])
     if not len(query_joints):
-        raise ValueError(f"{seq.name}: no joint is visible in the first annotated frame ({seq.entries[0]['image_path']})")
+        raise ValueError(f"{seq.name}: no joint is visible in the first annotated frame "
+                         f"({seq.entries[0]['image_path']})")
     q_xy = seq.joints_xy[0, query_joints] * to_frame
     query_points = np.concatenate([np.zeros((len(q_xy), 1)), q_xy[:, ::-1]], 1)  # t, y, x
     t1 = time.time()
@@ -295,8 +294,9 @@ def evaluate_sequence(ctx: EvalContext, seq: BadjaSequence, original_size: tuple
         drawn = []
         for t in range(T):
             a = gt_at.get(t)
-            gt = (seq.joints_xy[a, query_joints] * to_frame, seq.visible[a, query_joints]) if a is not None else (None, None)
-            drawn.append(draw_joints(frames[t], tracks[:, t], ~occluded[:, t], *gt))
+            truth = (None, None) if a is None else (seq.joints_xy[a, query_joints] * to_frame,
+                                                    seq.visible[a, query_joints])
+            drawn.append(draw_joints(frames[t], tracks[:, t], ~occluded[:, t], *truth))
         save_video(drawn, os.path.join(seq_dir, "overlay.mp4"))
     return {"pck": score, "tap": {k: float(v[0]) for k, v in tap.items()}, "frames": T, "queries": len(query_joints),
             "size": (W, H), "reading_s": t1 - t0, "features_s": t2 - t1, "tracking_s": t3 - t2,
@@ -328,12 +328,13 @@ class BadjaTask(EvalTask):
     def add_arguments(parser) -> None:
         parser.add_argument("--badja-root", required=True, help="BADJA folder (joint_annotations/<seq>.json)")
         parser.add_argument("--davis-root", required=True,
-                            help="DAVIS folder with the frames and masks (JPEGImages/<res>/<seq>/, Annotations/<res>/<seq>/)")
+                            help="DAVIS folder with the frames and masks "
+                                 "(JPEGImages/<res>/<seq>/, Annotations/<res>/<seq>/)")
         parser.add_argument("--resolution", default="480p", help="DAVIS resolution folder (480p, Full-Resolution...)")
         parser.add_argument("--original-size", default="1920x1080",
                             help="WxH of the frames the joints were annotated on (DAVIS Full-Resolution: 1920x1080)")
-        parser.add_argument("--sequences", help="comma-separated sequence names (default: every joint_annotations/*.json "
-                                                "with frames in --davis-root)")
+        parser.add_argument("--sequences", help="comma-separated sequence names (default: every "
+                                                "joint_annotations/*.json with frames in --davis-root)")
         parser.add_argument("--resize", help="track on frames resized to WxH (scores stay in original pixels)")
         parser.add_argument("--occlusion", default="cycle", choices=["cycle", "peak", "none"],
                             help="occlusion rule: forward-backward cycle error, propagated peak, or never")
@@ -353,16 +354,15 @@ class BadjaTask(EvalTask):
         self.resize = parse_size(args.resize, "--resize")
         if args.decode_topk < 1:
             raise ValueError(f"--decode-topk must be >= 1, got {args.decode_topk}")
-        self.explicit = bool(args.sequences)
         self.sequences = list_sequences(args.badja_root, args.sequences.split(",") if args.sequences else None)
-        if not self.explicit:  # BADJA also ships non-DAVIS sequences (rs_dog, tiger...): those without frames are skipped
+        self.skipped: list[str] = []
+        if not args.sequences:  # BADJA also ships non-DAVIS sequences (rs_dog, tiger...): skip those without frames
             img_root = os.path.join(args.davis_root, "JPEGImages", args.resolution)
             self.skipped = [s for s in self.sequences if not os.path.isdir(os.path.join(img_root, s))]
             self.sequences = [s for s in self.sequences if s not in self.skipped]
             if not self.sequences:
-                raise FileNotFoundError(f"none of the BADJA sequences ({', '.join(self.skipped)}) has frames in {img_root}")
-        else:
-            self.skipped = []
+                raise FileNotFoundError(f"none of the BADJA sequences ({', '.join(self.skipped)}) has frames "
+                                        f"in {img_root}")
 
     def run(self, ctx: EvalContext) -> TaskResult:
         from tqdm import tqdm
@@ -372,11 +372,12 @@ class BadjaTask(EvalTask):
         a = self.args
         tracker = dict(occlusion=a.occlusion, cycle_threshold=a.cycle_threshold, peak_threshold=a.peak_threshold,
                        sigma=a.label_sigma, decode_topk=a.decode_topk)
-        print(f"BADJA: {len(self.sequences)} sequence(s) on {a.davis_root} ({a.resolution}); encoder: {ctx.description}")
+        print(f"BADJA: {len(self.sequences)} sequence(s) on {a.davis_root} ({a.resolution}); "
+              f"encoder: {ctx.description}")
         if self.skipped:
             print(f"  no frames in {a.davis_root} for {', '.join(self.skipped)}: not evaluated")
         # every sequence is matched to its frames and masks before anything runs
-        seqs = [load_sequence(a.badja_root, a.davis_root, s, a.resolution, self.original_size) for s in self.sequences]
+        seqs = [load_sequence(a.badja_root, a.davis_root, s, a.resolution) for s in self.sequences]
         results, timing = {}, {"frames": 0, "queries": 0, "reading_s": 0.0, "features_s": 0.0, "tracking_s": 0.0}
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             for seq in tqdm(seqs, desc="sequences"):
@@ -391,10 +392,11 @@ class BadjaTask(EvalTask):
                    ["pck"])
         tap_rows = [{"sequence": s, **r["tap"]} for s, r in results.items()]
         tap_mean = {k: float(np.nanmean([r[k] for r in tap_rows])) for k in METRIC_NAMES}
-        _write_csv(os.path.join(ctx.out, "tapvid_metrics.csv"), "sequence", tap_rows + [{"sequence": "mean", **tap_mean}],
-                   list(METRIC_NAMES))
+        _write_csv(os.path.join(ctx.out, "tapvid_metrics.csv"), "sequence",
+                   tap_rows + [{"sequence": "mean", **tap_mean}], list(METRIC_NAMES))
         headline = {"PCK@0.2": 100 * mean_pck, "AJ": 100 * tap_mean["average_jaccard"],
-                    "delta_avg": 100 * tap_mean["average_pts_within_thresh"], "OA": 100 * tap_mean["occlusion_accuracy"]}
+                    "delta_avg": 100 * tap_mean["average_pts_within_thresh"],
+                    "OA": 100 * tap_mean["occlusion_accuracy"]}
         p = ctx.protocol
         per_frame = (timing["features_s"] + timing["tracking_s"]) / max(timing["frames"], 1)
         size = {tuple(r["size"]) for r in results.values()}
@@ -405,11 +407,12 @@ class BadjaTask(EvalTask):
         lines += [f"  {'mean':<20} {headline['PCK@0.2']:6.2f}",
                   f"TAP-Vid measures (query = first annotated frame, annotated frames only, 256x256 raster): "
                   f"AJ {headline['AJ']:.1f}   <delta_avg {headline['delta_avg']:.1f}   OA {headline['OA']:.1f}",
-                  f"protocol: top-{p.topk}, temperature {p.temperature}, {p.n_context} context frames, radius {p.radius}; "
-                  f"joint Gaussian sigma {a.label_sigma} cells, soft argmax of {a.decode_topk}, occlusion {a.occlusion}; "
-                  f"tracked at {', '.join(f'{w}x{h}' for w, h in sorted(size))}",
-                  f"{timing['frames']} frames, {timing['queries']} joints: reading {timing['reading_s']:.1f}s, features "
-                  f"{timing['features_s']:.1f}s, tracking {timing['tracking_s']:.1f}s ({per_frame * 1000:.0f} ms/frame)",
+                  f"protocol: top-{p.topk}, temperature {p.temperature}, {p.n_context} context frames, "
+                  f"radius {p.radius}; joint Gaussian sigma {a.label_sigma} cells, soft argmax of {a.decode_topk}, "
+                  f"occlusion {a.occlusion}; tracked at {', '.join(f'{w}x{h}' for w, h in sorted(size))}",
+                  f"{timing['frames']} frames, {timing['queries']} joints: reading {timing['reading_s']:.1f}s, "
+                  f"features {timing['features_s']:.1f}s, tracking {timing['tracking_s']:.1f}s "
+                  f"({per_frame * 1000:.0f} ms/frame)",
                   f"joints.json per sequence and pck.csv, tapvid_metrics.csv in {ctx.out}"]
         details = {"dataset": "badja", "badja_root": a.badja_root, "davis_root": a.davis_root,
                    "resolution": a.resolution, "original_size": list(self.original_size), "tracker": tracker,
