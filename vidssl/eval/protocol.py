@@ -19,7 +19,7 @@ class Protocol:
     minmax_norm: bool = False  # per-channel min-max of the predicted maps
     label_resize: str = "bilinear"  # first-frame labels to feature resolution
     output_resize: str = "bilinear"  # predicted maps back to the frame size
-    clip_len: int = 8  # video backbones: frames per sliding clip
+    clip_len: int = 8  # video backbones: frames of the clip each frame is read from (vidssl/models/dense.py)
 
     def propagation(self) -> dict:
         """Keyword arguments of vidssl.eval.propagate.propagate_labels."""
@@ -42,7 +42,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--minmax-norm", action="store_true", help="per-channel min-max of predicted maps")
     g.add_argument("--label-resize", default=d.label_resize, choices=["bilinear", "nearest"])
     g.add_argument("--output-resize", default=d.output_resize, choices=["bilinear", "nearest"])
-    g.add_argument("--clip-len", type=int, default=d.clip_len, help="video backbones: frames per sliding clip")
+    g.add_argument("--clip-len", type=int, default=d.clip_len, help="video backbones: frames of the clip centred on each frame")
 
 
 def protocol_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Protocol:
