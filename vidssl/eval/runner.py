@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None, prog: str = "vidssl eval") -> dict:
     result = task.run(EvalContext(encoder, description, device, protocol, args.out, not args.no_overlays))
     if result.report:
         print(result.report)
-    summary = {"encoder": description, "propagation": protocol.propagation(), **result.summary,
+    summary = {"encoder": description, "propagation": protocol.propagation(), "protocol": protocol.as_dict(),
+               **result.summary,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
