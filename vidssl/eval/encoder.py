@@ -57,9 +57,13 @@ def load_encoder(checkpoint: str | None = None, backbone: str = "crw_resnet18", 
         return PixelEncoder().eval(), "pixel baseline (Lab colour, 8x8 cells)"
     if init != "random" and not init.startswith("weights:"):
         raise ValueError(f"--init must be random, pixels or weights:PATH, not {init!r}")
-    kwargs = eval_kwargs_of(backbone) if dense else {}
     torch.manual_seed(0)
-    enc = build_backbone(backbone, **kwargs)
+    try:
+        enc = build_backbone(backbone, **(eval_kwargs_of(backbone) if dense else {}))
+    except TypeError as e:  # e.g. "projected" needs its base network: only a method's recipe says which
+        raise ValueError(f"backbone {backbone!r} cannot be built from its name alone ({e}). Evaluate the method's "
+                         f"own initialisation instead: export it (benchmarks/learning.py export_initialisation, "
+                         f"or a run with trainer.stop_at) and pass --checkpoint") from e
     if init == "random":
         return enc.eval(), f"{backbone}, random init (seed 0)"
     path = init[len("weights:"):]
