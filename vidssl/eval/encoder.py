@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
 from vidssl.models.backbones import build_backbone, check_backbone_spec, eval_kwargs_of
-from vidssl.models.dense import dense_frame_maps
+from vidssl.models.dense import iter_frame_maps
 from vidssl.models.export import read_encoder
 from vidssl.models.published import load_published, read_weights_file
 
@@ -61,9 +61,13 @@ def load_encoder(checkpoint: str | None = None, backbone: str = "crw_resnet18", 
     if init != "random" and not init.startswith("weights:"):
         raise ValueError(f"--init must be random, pixels or weights:PATH, not {init!r}")
     check_backbone_spec(backbone, {}, "--backbone")
-    kwargs = eval_kwargs_of(backbone) if dense else {}
     torch.manual_seed(0)
-    enc = build_backbone(backbone, **kwargs)
+    try:
+        enc = build_backbone(backbone, **(eval_kwargs_of(backbone) if dense else {}))
+    except TypeError as e:  # e.g. "projected" needs its base network: only a method's recipe says which
+        raise ValueError(f"backbone {backbone!r} cannot be built from its name alone ({e}). Evaluate the method's "
+                         f"own initialisation instead: export it (benchmarks/learning.py export_initialisation, "
+                         f"or a run with trainer.stop_at) and pass --checkpoint") from e
     if init == "random":
         return enc.eval(), f"{backbone}, random init (seed 0)"
     path = init[len("weights:"):]
@@ -79,16 +83,15 @@ def frame_features(encoder: nn.Module, frames: torch.Tensor, device: torch.devic
                    mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype: torch.dtype = torch.float32,
                    clip_len: int = 8) -> torch.Tensor:
     """uint8 frames (T, H, W, 3) -> L2-normalised per-frame maps (T, C, h, w) on `device`: 2D encoders
-    `batch` frames at a time, video encoders by the sliding-clip scheme of vidssl/models/dense.py (`clip_len`
-    frames a window, `batch` windows at a time)."""
+    `batch` frames at a time, video encoders `batch` clips at a time, each frame read from the clip of
+    `clip_len` frames centred on it (vidssl/models/dense.py). Only one pass's frames are converted at a time."""
     encoder = encoder.to(device)
-    chunk = batch * clip_len if getattr(encoder, "is_video", False) else batch
-    out = []
-    for s in range(0, frames.shape[0], chunk):
-        x = normalize(frames[s:s + chunk].to(device).permute(0, 3, 1, 2), mean, std)
-        maps = dense_frame_maps(encoder, x, batch=batch, clip_len=clip_len)
-        out.append(F.normalize(maps.float(), dim=1).to(dtype))
-    return torch.cat(out)
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        return normalize(x.to(device).permute(0, 3, 1, 2), mean, std)
+
+    return torch.cat([F.normalize(maps.float(), dim=1).to(dtype)
+                      for maps in iter_frame_maps(encoder, frames, batch, clip_len, prepare)])
 
 
 def _dino_pos_embed(vit: nn.Module, x: torch.Tensor) -> torch.Tensor:
