@@ -73,10 +73,11 @@ class MaskDraw:
 
 
 def kept_tokens(length: int, ratio: float) -> int:
-    """MAE's visible count int(L * (1 - ratio)) (0.95 of 196 keeps 9, 0.985 keeps 2), at least 1."""
+    """MAE's visible count int(L * (1 - ratio)) (0.95 of 196 keeps 9, 0.985 keeps 2; 0 is possible on small grids,
+    where the decoder sees the CLS token and positions only, as in the official code)."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"mask_ratio must lie in [0, 1), got {ratio}")
-    return max(1, int(length * (1 - ratio)))
+    return int(length * (1 - ratio))
 
 
 def random_masking(n: int, length: int, ratio: float, generator: torch.Generator | None) -> MaskDraw:
@@ -167,10 +168,11 @@ def normalise_patches(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 def masked_patch_loss(target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True) -> torch.Tensor:
     """MAE's forward_loss on patch rows: target, pred (N, L, P); mask (N, L), 1 = masked. Mean over the patch's
     values of the squared error, averaged over the masked patches (in float32 at least)."""
-    target = target.float()
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    target = target.to(dtype)
     if norm_pix:
         target = normalise_patches(target)
-    loss = (pred.float() - target).pow(2).mean(dim=-1)
+    loss = (pred.to(dtype) - target).pow(2).mean(dim=-1)
     mask = mask.to(loss.dtype)
     return (loss * mask).sum() / mask.sum()
 
