@@ -25,4 +25,5 @@ TINY: dict[str, list[str]] = {
     "mae": ["trainer.batch_size=2", "data.img_size=40", "method.crop_size=32", "method.decoder_dim=32", "method.decoder_depth=1", "method.decoder_heads=2"],
     "siammae": ["trainer.batch_size=2", "data.img_size=40", "method.crop_size=32", "method.min_gap=1", "method.max_gap=3", "method.decoder_dim=32", "method.decoder_depth=1", "method.decoder_heads=2", "method.decoder_ff_dim=64", "method.decoder_dropout=0.0"],
     "cropmae": ["trainer.batch_size=2", "data.img_size=40", "method.crop_size=32", "method.decoder_dim=32", "method.decoder_depth=1", "method.decoder_heads=2", "method.decoder_ff_dim=64", "method.decoder_dropout=0.0"],
+    "videomae": ["trainer.batch_size=2", "data.img_size=32", "method.crop_size=32", "data.clip_len=4", "method.clip_len=4", "method.backbone_kwargs={embed_dim: 48, depth: 1, num_heads: 2}", "method.decoder_dim=24", "method.decoder_depth=1", "method.decoder_heads=2"],
 }

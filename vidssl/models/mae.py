@@ -165,6 +165,18 @@ def normalise_patches(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (target - mean) / (var + eps) ** 0.5
 
 
+def videomae_target(videos: torch.Tensor, tubelet: int, p: int, mean, std, eps: float = 1e-6) -> torch.Tensor:
+    """VideoMAE's normalised target (engine_for_pretraining.py, normlize_target): the ImageNet normalisation undone
+    (pixels in [0, 1]), each tube's values normalised per channel over its tubelet*p*p pixels by the mean and the
+    unbiased std + eps; (N, 3, T, H, W) -> (N, L, tubelet*p*p*3) in patchify_video's order."""
+    m = torch.as_tensor(mean, dtype=videos.dtype, device=videos.device).view(1, 3, 1, 1, 1)
+    s = torch.as_tensor(std, dtype=videos.dtype, device=videos.device).view(1, 3, 1, 1, 1)
+    tubes = patchify_video(videos * s + m, tubelet, p)
+    tubes = tubes.reshape(tubes.shape[0], tubes.shape[1], -1, 3)  # (N, L, pixels, channels)
+    tubes = (tubes - tubes.mean(dim=-2, keepdim=True)) / (tubes.var(dim=-2, keepdim=True).sqrt() + eps)
+    return tubes.flatten(2)
+
+
 def masked_patch_loss(target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True) -> torch.Tensor:
     """MAE's forward_loss on patch rows: target, pred (N, L, P); mask (N, L), 1 = masked. Mean over the patch's
     values of the squared error, averaged over the masked patches (in float32 at least)."""
@@ -219,16 +231,16 @@ class MaskedDecoder(nn.Module):
     ids_restore, fixed positional embedding `pos` (L [+1 with a prefix token], dim) added, blocks, LayerNorm, a
     Linear to `patch_values` per token; the prefix (CLS) token's prediction is dropped. With `cross=True` every
     block is a CrossDecoderBlock attending to the embedded `memory` tokens (SiamMAE / CropMAE), else timm's ViT
-    Block (self-attention)."""
+    Block (self-attention). `prefix` 0: no CLS token (VideoMAE)."""
 
     def __init__(self, in_dim: int, dim: int, depth: int, heads: int, patch_values: int, pos: torch.Tensor,
                  prefix: int = 1, cross: bool = False, ff_dim: int = 2048, dropout: float = 0.0,
-                 mlp_ratio: float = 4.0):
+                 mlp_ratio: float = 4.0, embed_bias: bool = True):
         super().__init__()
         from timm.models.vision_transformer import Block
 
         self.prefix, self.cross = prefix, cross
-        self.embed = nn.Linear(in_dim, dim)
+        self.embed = nn.Linear(in_dim, dim, bias=embed_bias)  # VideoMAE's encoder_to_decoder has none
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_buffer("pos", pos.float().unsqueeze(0), persistent=False)  # deterministic: not checkpointed
         if cross:
