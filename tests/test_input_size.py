@@ -20,7 +20,7 @@ def test_parse_and_shapes():
     assert input_shape("native", 480, 854) == (480, 854)
     assert input_shape("native", 240, 320, native=(320, 320)) == (320, 320)  # JHMDB's reference size
     for bad in ("short:0", "short:", "240", "0x10", "half", "240x"):
-        with pytest.raises(ValueError, match="input size"):
+        with pytest.raises(ValueError, match="input-size"):
             parse_input_size(bad)
     with pytest.raises(ValueError, match="'half'"):
         Protocol(input_size="half")

@@ -44,6 +44,9 @@ class Protocol:
     feature_stride: int | None = None  # the stride the reference read features at (checked, not enforced)
     preset: str = "default"  # the name this protocol started from (not part of the digest)
 
+    def __post_init__(self):
+        parse_input_size(self.input_size)  # a bad value fails here, naming it
+
     def propagation(self) -> dict:
         """Keyword arguments of vidssl.eval.propagate.propagate_labels."""
         return dict(n_context=self.n_context, radius=self.radius, topk=self.topk, temperature=self.temperature,
@@ -265,7 +268,10 @@ def protocol_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
     given = {field: getattr(args, opt) for opt, field in _OPTIONS.items() if getattr(args, opt, None) is not None}
     if "radius" in given and given["radius"] <= 0:
         given["radius"] = None
-    p = replace(base, **given)
+    try:
+        p = replace(base, **given)
+    except ValueError as e:  # __post_init__: a value no protocol can have
+        parser.error(str(e))
     errors = check_protocol(p)
     if errors:
         parser.error("; ".join(errors))
