@@ -112,9 +112,23 @@ def test_mmcv_resnet_checkpoints(tmp_path, repo):
         state["iteration"] = torch.tensor(5.0)
     ckpt = {"meta": {"epoch": 100, "mmcv_version": "1.3.18"}, "state_dict": state, "optimizer": {"state": {}}}
     path = save(ckpt, tmp_path / f"{repo}.pth")
-    enc, desc = load_encoder(backbone="resnet18", init=f"weights:{path}")
-    assert "VFS / Spa-then-Temp" in desc and enc.stride == 8 and enc.out_layer == "layer3"
-    assert_every_tensor_loaded(enc, "resnet18", tv)
+    name = "resnet18" if repo == "vfs" else "stt_resnet18"
+    enc, desc = load_encoder(backbone=name, init=f"weights:{path}")
+    seen = "VFS" if repo == "vfs" else "Spa-then-Temp"
+    assert desc.split(" with weights ")[1].startswith(f"{path} ({seen} checkpoint")
+    assert "published for" not in desc and enc.stride == 8 and enc.out_layer == "layer3"
+    assert_every_tensor_loaded(enc, name, tv)
+    other = "stt_resnet18" if repo == "vfs" else "resnet18"  # same tensors, another test network: said so
+    _, desc = load_encoder(backbone=other, init=f"weights:{path}")
+    assert f"it was published for --backbone {name}" in desc
+
+
+def test_spa_then_temp_network_has_no_stem_pool_and_layer3_at_stride_8():
+    net = build_backbone("stt_resnet18", **eval_kwargs_of("stt_resnet18")).eval()
+    assert isinstance(net.maxpool, torch.nn.Identity) and net.layer3[0].conv1.stride == (2, 2)
+    assert net.stride == 8 and net(torch.randn(1, 3, 64, 96)).shape == (1, 256, 8, 12)
+    full = build_backbone("stt_resnet18")  # as trained: strides (1, 2, 2, 2) without the pool: 16
+    assert full.stride == 16 and full(torch.randn(1, 3, 64, 96)).shape == (1, 512, 4, 6)
 
 
 def test_dino_training_checkpoint_vit_reads_the_teacher(tmp_path):
@@ -197,7 +211,7 @@ def test_wrong_family_and_unknown_layout_say_what_was_seen_and_expected(tmp_path
         load_encoder(backbone="resnet18", init=f"weights:{odd}")
     msg = str(e.value)
     assert "odd.pth: unrecognised key layout" in msg and "'net'" in msg
-    assert "crw: 'encoder.model.conv1.weight'" in msg and "mmcv_resnet: 'backbone.conv1.conv.weight'" in msg
+    assert "crw: 'encoder.model.conv1.weight'" in msg and "vfs: 'backbone.conv1.conv.weight' and 'img_head.*'" in msg
     ours = save({"model": {"backbone.conv1.weight": torch.zeros(1)}, "config": {}}, tmp_path / "ours.pt")
     with pytest.raises(ValueError, match="training checkpoint: evaluate it with --checkpoint"):
         load_encoder(backbone="resnet18", init=f"weights:{ours}")
@@ -243,7 +257,7 @@ def test_eval_command_with_published_weights(tmp_path, tiny_davis):
 
     tv = torchvision_resnet18()
     ckpt = {"meta": {}, "state_dict": to_mmcv(tv)}
-    path = save(ckpt, tmp_path / "r18_nc_sgd_cos_100e_r2_1xNx8_k400-db1a4c0d.pth")
+    path = save(ckpt, tmp_path / "res18_d8_temp.pth")
     summary = vidssl_eval(["davis", "--davis-root", tiny_davis[0], "--out", str(tmp_path / "ev"), "--backbone",
-                           "resnet18", "--weights", path, "--radius", "4", "--no-overlays"])
-    assert "VFS / Spa-then-Temp" in summary["encoder"] and path in summary["encoder"]
+                           "stt_resnet18", "--weights", path, "--radius", "4", "--no-overlays"])
+    assert "Spa-then-Temp checkpoint" in summary["encoder"] and path in summary["encoder"]

@@ -37,6 +37,10 @@ Registered names:
   agree; on other sizes DINO's patch conv drops the last partial patch and vidssl pads it. DINO's checkpoints use
   timm's parameter names (its vision_transformer.py), so `load_backbone_weights` loads them directly (a training
   checkpoint's "teacher" dict too: its "backbone." / "module." prefixes are stripped).
+- "stt_resnet18/34/50": Spa-then-Temp's test network (qianduoduolr/Spa-then-Temp configs/test/res18_d8.py:
+  mmcv ResNet with pool_type='none', strides (1, 2, 2, 1), out_indices (2,)): torchvision's ResNet without the
+  stem max-pool; `stride8=True` puts layer4 at stride 1, so layer3 is at output stride 8. Same tensors as
+  "resnet18/34/50". Eval: {"out_layer": "layer3", "stride8": True}.
 - "projected": another 2D backbone + a 1x1 conv (+ ReLU) on its map (TimeCycle's evaluation features).
 - "r3d_18", "mc3_18", "r2plus1d_18", "s3d": torchvision video models (weights=None) without pooling and
   classifier; other keywords go to the torchvision constructor. `out_layer`: "layer3" or "layer4" (default)
@@ -211,26 +215,29 @@ class Backbone(nn.Module):
 class ResNet(Backbone):
     """torchvision's ResNet-`depth` trunk up to `out_layer`, optionally at output stride 8 (see module doc)."""
 
-    def __init__(self, depth: int, out_layer: str = "layer4", stride8: bool = False, padding_mode: str = "zeros"):
+    def __init__(self, depth: int, out_layer: str = "layer4", stride8: bool = False, padding_mode: str = "zeros",
+                 max_pool: bool = True):
         super().__init__()
         if out_layer not in RESNET_LAYERS:
             raise ValueError(f"out_layer must be one of {RESNET_LAYERS}, not {out_layer!r}")
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         self.layers = RESNET_LAYERS[:RESNET_LAYERS.index(out_layer) + 1]
-        if stride8:
-            for m in [*net.layer3.modules(), *net.layer4.modules()]:
+        if stride8:  # the layers past output stride 8 run at stride 1 (without the stem max-pool: layer4 only)
+            for m in [*(net.layer3.modules() if max_pool else ()), *net.layer4.modules()]:
                 if isinstance(m, nn.Conv2d):
                     m.stride = (1, 1)
         if padding_mode != "zeros":
             for m in net.modules():
                 if isinstance(m, nn.Conv2d) and sum(m.padding) > 0:
                     m.padding_mode = padding_mode
-        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.conv1, self.bn1, self.relu = net.conv1, net.bn1, net.relu
+        self.maxpool = net.maxpool if max_pool else nn.Identity()
         for name in self.layers:
             setattr(self, name, getattr(net, name))
         n = len(self.layers)
         self.out_channels = (64 * 2 ** (n - 1)) * (4 if depth >= 50 else 1)
-        self.stride = min(2 ** (n + 1), 8) if stride8 else 2 ** (n + 1)
+        full = 2 ** (n + 1) if max_pool else 2 ** n
+        self.stride = min(full, 8) if stride8 else full
         self.out_layer = out_layer
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -261,6 +268,8 @@ for _depth in (18, 34, 50):
         lambda d=_depth, **kw: ResNet(d, **kw))
     register_backbone(f"crw_resnet{_depth}", {"remove_layers": "str_list", "stride8": "bool", "padding_mode": "str"})(
         lambda d=_depth, **kw: CRWResNet(d, **kw))
+    register_backbone(f"stt_resnet{_depth}", {"out_layer": "str", "stride8": "bool", "padding_mode": "str"})(
+        lambda d=_depth, **kw: ResNet(d, max_pool=False, **kw))
 
 
 class TimmBackbone(Backbone):

@@ -11,10 +11,15 @@ Layouts (each read from the reference code named):
   code/model.py: `self.encoder = utils.make_encoder(args)`, code/utils/__init__.py wraps the ResNet as
   `From3D.model`): keys "encoder.model.<torchvision name>", head "selfsim_fc.*" dropped; older files keep the
   reflect pad in an nn.Sequential ("conv1.1.weight"/"conv2.1.weight": code/test.py renames them). -> crw_resnet18.
-- mmcv_resnet: VFS (xvjiarui/VFS, mmcv checkpoint {"state_dict": ...}, mmaction/models/backbones/resnet.py:
-  ConvModule "conv"/"bn" children; tools/convert_weights/convert_to_pretrained.py gives the torchvision names)
-  and Spa-then-Temp (qianduoduolr/Spa-then-Temp vcl/models/backbones/resnet.py: the same ConvModule names,
-  `backbone.` of the VanillaTracker, teacher "backbone_t.*" ignored). -> resnet18 / resnet50.
+- vfs: VFS (xvjiarui/VFS, mmcv checkpoint {"state_dict": ...}: "backbone.*" of mmaction's ResNet
+  (mmaction/models/backbones/resnet.py: ConvModule "conv"/"bn" children; tools/convert_weights/
+  convert_to_pretrained.py gives the torchvision names) and the SimSiam "img_head.*", dropped). Its test
+  network (configs/*: strides (1, 2, 1, 1), out_indices (2,)) is layer3 at stride 8 with the max-pool
+  -> resnet18 / resnet50.
+- spa_then_temp: Spa-then-Temp (qianduoduolr/Spa-then-Temp vcl/models/backbones/resnet.py: the same ConvModule
+  names under "backbone."; its training Framework's teacher "backbone_t.*" dropped; no "img_head.*"). Its test
+  network (configs/test/res18_d8.py) has no stem max-pool -> stt_resnet18 / stt_resnet50 (the stride-4
+  res*_d4 variants are not reproduced).
 - dino_train: DINO training checkpoints (facebookresearch/dino main_dino.py: {"student", "teacher", ...};
   utils.MultiCropWrapper adds "backbone."/"head.", DDP "module." (the student always, the teacher of a ResNet);
   utils.load_pretrained_weights strips both): the teacher (eval_video_segmentation.py's default
@@ -91,6 +96,10 @@ def _is_mmcv_resnet(d: dict) -> bool:
     return "backbone.conv1.conv.weight" in d
 
 
+def _is_vfs(d: dict) -> bool:
+    return _is_mmcv_resnet(d) and any(k.startswith("img_head.") for k in d)
+
+
 def _from_mmcv_resnet(d: dict) -> dict:
     out = {}
     for k, v in d.items():
@@ -151,8 +160,10 @@ LAYOUTS = (
            _is_dino_train, _from_dino_train),
     Layout("crw", "CRW checkpoint (ajabri/videowalk: 'model' with 'encoder.model.*' keys)",
            "'encoder.model.conv1.weight'", _is_crw, _from_crw),
-    Layout("mmcv_resnet", "mmcv ResNet checkpoint (VFS / Spa-then-Temp: 'state_dict' with 'backbone.*' "
-           "ConvModule keys)", "'backbone.conv1.conv.weight'", _is_mmcv_resnet, _from_mmcv_resnet),
+    Layout("vfs", "VFS checkpoint (xvjiarui/VFS: mmcv 'state_dict' with 'backbone.*' ConvModule keys and "
+           "'img_head.*')", "'backbone.conv1.conv.weight' and 'img_head.*'", _is_vfs, _from_mmcv_resnet),
+    Layout("spa_then_temp", "Spa-then-Temp checkpoint (qianduoduolr/Spa-then-Temp: mmcv 'state_dict' with "
+           "'backbone.*' ConvModule keys)", "'backbone.conv1.conv.weight'", _is_mmcv_resnet, _from_mmcv_resnet),
     Layout("mae", "MAE / CropMAE pretraining checkpoint ('model' with a timm-named ViT encoder and its decoder; "
            "the decoder is dropped)", "'patch_embed.proj.weight' and 'decoder_*'", _is_mae, _from_mae),
     Layout("timm_vit", "timm-named ViT state dict (timm ImageNet files, DINO ViT backbone files, MAE encoders)",
@@ -215,7 +226,8 @@ def guess_backbone(state: dict, layout: Layout | None = None) -> str | None:
                       if bn == bottleneck and tuple(cfg[:n]) == blocks[:n] and not any(blocks[n:])), None)
         if depth is None or n == 0:
             return None
-        return f"crw_resnet{depth}" if layout is not None and layout.name == "crw" and depth <= 50 else f"resnet{depth}"
+        family = {"crw": "crw_", "spa_then_temp": "stt_"}.get(layout.name if layout else "", "") if depth <= 50 else ""
+        return f"{family}resnet{depth}"
     return None
 
 
