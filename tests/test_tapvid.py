@@ -267,7 +267,9 @@ def test_cli_end_to_end(tmp_path, mode):
         names, gts = ["video_0", "video_1"], [a, b]
     out = tmp_path / "out"
     argv = ["tapvid", "--data", str(data), "--out", str(out), "--query-mode", mode, "--init", "pixels",
-            "--device", "cpu", "--n-context", "4"] + (["--no-overlays"] if mode == "strided" else ["--to-npz", str(tmp_path / "npz")])
+            "--device", "cpu", "--n-context", "4"]
+    # strided: the encoder reads the frames at 96x128 (tracks still in pixels of the 48x64 frames as read)
+    argv += ["--no-overlays", "--input-size", "96x128"] if mode == "strided" else ["--to-npz", str(tmp_path / "npz")]
     summary = main(argv)
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

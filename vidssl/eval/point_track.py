@@ -64,6 +64,18 @@ def soft_argmax(maps: torch.Tensor, window: int = 1) -> tuple[torch.Tensor, torc
     return torch.stack([x, y], -1), peak
 
 
+def topk_soft_argmax(maps: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """maps (..., h, w) -> (positions (..., 2) x, y in cells: the value-weighted mean of the `topk` strongest
+    cells wherever they lie, peak values (...)). The first decoder of this module, kept for callers that ask
+    for it (decode_topk); soft_argmax is steadier when stray mass appears far from the peak."""
+    h, w = maps.shape[-2:]
+    vals, idx = maps.flatten(-2).clamp_min(0).topk(min(topk, h * w), dim=-1)
+    wts = vals / vals.sum(-1, keepdim=True).clamp_min(1e-12)
+    x = ((idx % w).float() * wts).sum(-1)
+    y = (idx.div(w, rounding_mode="floor").float() * wts).sum(-1)
+    return torch.stack([x, y], -1), vals[..., 0]
+
+
 def _sample_features(feat: torch.Tensor, cells_xy: torch.Tensor) -> torch.Tensor:
     """Bilinear features at cell positions: feat (S, C, h, w), cells_xy (S, K, 2) -> (S, K, C), L2-normalised."""
     h, w = feat.shape[-2:]
@@ -73,7 +85,7 @@ def _sample_features(feat: torch.Tensor, cells_xy: torch.Tensor) -> torch.Tensor
 
 
 def _cycle_back(feats_path: torch.Tensor, query_feat: torch.Tensor, cells_xy: torch.Tensor, topk: int,
-                temperature: float, decode_window: int, budget_mb: float = 64) -> torch.Tensor:
+                temperature: float, decode, budget_mb: float = 64) -> torch.Tensor:
     """Match the features at the tracked positions back to the query frame. feats_path (S, C, h, w): the frames
     tracked through; query_feat (C, h, w); cells_xy (S, K, 2) tracked positions. Returns (S, K, 2) cells.
     Frames are taken a block at a time so the (block, K, h w) similarities stay within `budget_mb`."""
@@ -87,7 +99,7 @@ def _cycle_back(feats_path: torch.Tensor, query_feat: torch.Tensor, cells_xy: to
         sim = f @ keys  # (b, K, hw)
         vals, idx = sim.topk(min(topk, h * w), dim=-1)
         back = torch.zeros_like(sim).scatter_(-1, idx, F.softmax(vals / temperature, dim=-1))
-        out.append(soft_argmax(back.view(*sim.shape[:2], h, w), decode_window)[0])
+        out.append(decode(back.view(*sim.shape[:2], h, w))[0])
     return torch.cat(out)
 
 
@@ -101,12 +113,14 @@ def _propagation_kwargs(protocol) -> dict:
 def track_points(feats: torch.Tensor, query_points: np.ndarray, frame_size: tuple[int, int], protocol=None, *,
                  chunk: int = 64, sigma: float = 0.5, decode_window: int = 1, occlusion: str = "cycle",
                  cycle_threshold: float | None = None, peak_threshold: float = 0.1,
-                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 decode_topk: int | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Track query points through a video.
 
     feats: (T, C, h, w) L2-normalised frame features (vidssl.eval.encoder.frame_features) of frames of size
     `frame_size` (H, W); query_points: (N, 3) t, y, x in pixels of those frames; protocol: a Protocol or the
     keyword arguments of propagate_labels. `cycle_threshold` is in pixels (default: 2 feature cells).
+    Positions: soft_argmax over the cells within `decode_window` of the peak, or, when `decode_topk` is given,
+    the weighted mean of the top-k cells anywhere (topk_soft_argmax).
     Returns tracks (N, T, 2) x, y pixels and occluded (N, T) bool; each query is visible at its own frame."""
     if occlusion not in OCCLUSION_RULES:
         raise ValueError(f"occlusion must be one of {OCCLUSION_RULES}, not {occlusion!r}")
@@ -119,6 +133,14 @@ def track_points(feats: torch.Tensor, query_points: np.ndarray, frame_size: tupl
     qt = np.round(query_points[:, 0]).astype(np.int64)
     if N and (qt.min() < 0 or qt.max() >= T):
         raise ValueError(f"query frames must lie in 0..{T - 1}, got {qt.min()}..{qt.max()}")
+    if decode_topk is not None and decode_topk < 1:
+        raise ValueError(f"decode_topk must be >= 1, got {decode_topk}")
+    if decode_window < 0:
+        raise ValueError(f"decode_window must be >= 0, got {decode_window}")
+
+    def decode(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return soft_argmax(maps, decode_window) if decode_topk is None else topk_soft_argmax(maps, decode_topk)
+
     prop = _propagation_kwargs(protocol)
     topk, temperature = prop.get("topk", 10), prop.get("temperature", 0.05)
     scale = torch.tensor([w / W, h / H], dtype=torch.float32, device=feats.device)  # pixels -> cells (x, y)
@@ -141,12 +163,12 @@ def track_points(feats: torch.Tensor, query_points: np.ndarray, frame_size: tupl
             order = order.to(feats.device)
             sub = feats[order]
             maps = propagate_labels(sub, labels0, **prop)[1:]  # (S, K, h, w), frames order[1:]
-            pos, peak = soft_argmax(maps, decode_window)  # (S, K, 2) cells
+            pos, peak = decode(maps)  # (S, K, 2) cells
             px = (pos + 0.5) / scale
             frames = order[1:].cpu().numpy()
             tracks[ids[:, None], frames[None, :]] = px.transpose(0, 1).cpu().numpy()
             if occlusion == "cycle":
-                back = _cycle_back(sub[1:].float(), sub[0].float(), pos, topk, temperature, decode_window)
+                back = _cycle_back(sub[1:].float(), sub[0].float(), pos, topk, temperature, decode)
                 err = ((back + 0.5) / scale - xy_px[None]).norm(dim=-1)  # (S, K) pixels
                 occluded[ids[:, None], frames[None, :]] = (err > thr).t().cpu().numpy()
             elif occlusion == "peak":

@@ -4,9 +4,9 @@ vidssl/eval/tapvid_metrics.py).
 
 Queries come from the ground truth: `first` (each track's first visible point; frames after it are scored) or
 `strided` (every track visible at frames 0, 5, 10, ...; every other frame scored). The tracker runs on the frames
-as read (or resized with --resize); predictions and ground truth are rescaled to the 256 x 256 raster for scoring,
-as the paper's numbers are (the TAP-Vid README lists full-resolution runs as their own category). Per video:
-occlusion accuracy, the fraction of visible points within 1, 2, 4, 8, 16 px, the Jaccard at each threshold,
+as read (or at the protocol's --input-size); predictions and ground truth are rescaled to the 256 x 256 raster
+for scoring, as the paper's numbers are (the TAP-Vid README lists full-resolution runs as their own category).
+Per video: occlusion accuracy, the fraction of visible points within 1, 2, 4, 8, 16 px, the Jaccard at each threshold,
 their averages; the benchmark number is the mean over videos.
 """
 from __future__ import annotations
@@ -50,47 +50,27 @@ def draw_tracks(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, qu
     return out
 
 
-def _resize_frames(video: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None or tuple(video.shape[1:3]) == size:
-        return video
-    return np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in video])
-
-
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        size = tuple(int(p) for p in parts)
-    except ValueError:
-        size = ()
-    if len(size) == 1:
-        size = (size[0], size[0])
-    if len(size) != 2 or min(size) < 8:
-        raise ValueError(f"--resize must be HxW or S (>= 8 px), got {text!r}")
-    return size
-
-
-def evaluate_video(ctx: EvalContext, video, query_mode: str, resize: tuple[int, int] | None, tracker: dict,
-                   chunk: int) -> dict:
+def evaluate_video(ctx: EvalContext, video, query_mode: str, tracker: dict, chunk: int) -> dict:
     """Track and score one TapVidVideo; returns predictions (pixels of the frames as read) and metrics."""
     from vidssl.eval.encoder import frame_features
     from vidssl.eval.point_track import track_points
+    from vidssl.eval.protocol import input_shape
     from vidssl.eval.tapvid_metrics import (
         compute_tapvid_metrics,
         sample_queries_first,
         sample_queries_strided,
         to_raster,
     )
+    from vidssl.eval.tasks.davis import resize_frames
 
     T, H, W = video.video.shape[:3]
     gt_px = video.points.astype(np.float64) * np.array([W, H])  # [0, 1] -> pixels of the frames as read
     sample = sample_queries_first if query_mode == "first" else sample_queries_strided
     q = sample(video.occluded, gt_px)
-    frames = _resize_frames(video.video, resize)
+    frames = resize_frames(torch.from_numpy(video.video), input_shape(ctx.protocol.input_size, H, W))
     h_run, w_run = frames.shape[1:3]
     t0 = time.perf_counter()
-    feats = frame_features(ctx.encoder, torch.from_numpy(frames), ctx.device, clip_len=ctx.protocol.clip_len)
+    feats = frame_features(ctx.encoder, frames, ctx.device, clip_len=ctx.protocol.clip_len)
     t1 = time.perf_counter()
     sy, sx = h_run / H, w_run / W
     q_run = q["query_points"] * np.array([1.0, sy, sx])
@@ -126,12 +106,10 @@ class TapVidTask(EvalTask):
         parser.add_argument("--videos", help="comma-separated video names (default: all)")
         parser.add_argument("--to-npz", metavar="DIR", help="also write each video of the pickle to DIR/<video>.npz "
                                                                "(the plain layout: read it later with --data DIR)")
-        parser.add_argument("--resize", help="track on frames resized to HxW (or SxS); tracks are still written "
-                                             "in pixels of the frames as read (default: frames as read)")
         parser.add_argument("--occlusion", default="cycle", choices=["cycle", "peak", "none"],
                             help="occlusion rule: forward-backward cycle error, propagated peak, or never")
         parser.add_argument("--cycle-threshold", type=float,
-                            help="cycle error (px of the tracked frames) above which a point is occluded "
+                            help="cycle error (px of the frames the encoder reads) above which a point is occluded "
                                  "(default: 2 feature cells)")
         parser.add_argument("--peak-threshold", type=float, default=0.1, help="for --occlusion peak")
         parser.add_argument("--label-sigma", type=float, default=0.5,
@@ -144,7 +122,6 @@ class TapVidTask(EvalTask):
         super().__init__(args)
         if not os.path.exists(args.data):
             raise FileNotFoundError(f"--data {args.data} not found")
-        self.resize = _parse_size(args.resize)
         if args.decode_window < 0 or args.query_chunk < 1:
             raise ValueError("--decode-window must be >= 0 and --query-chunk >= 1")
         if args.to_npz and os.path.isdir(args.data) and any(n.endswith(".npz") for n in os.listdir(args.data)):
@@ -168,7 +145,7 @@ class TapVidTask(EvalTask):
         for video in tqdm(read_tapvid(a.data, names), total=count_videos(a.data), desc="videos", unit="video"):
             if a.to_npz:
                 write_npz(video, a.to_npz)
-            r = evaluate_video(ctx, video, a.query_mode, self.resize, tracker, a.query_chunk)
+            r = evaluate_video(ctx, video, a.query_mode, tracker, a.query_chunk)
             np.savez(os.path.join(track_dir, video.name + ".npz"), tracks=r["tracks"], occluded=r["occluded"],
                      query_points=r["query_points"].astype(np.float32), track=r["track"])
             if ctx.overlays:
@@ -194,10 +171,11 @@ class TapVidTask(EvalTask):
                   f"AJ {headline['AJ']:.1f}   <delta_avg {headline['delta_avg']:.1f}   OA {headline['OA']:.1f}\n"
                   f"protocol: top-{p.topk}, temperature {p.temperature}, {p.n_context} context frames, radius "
                   f"{p.radius}; occlusion {a.occlusion}; tracked at "
-                  f"{'the frames as read' if self.resize is None else 'x'.join(map(str, self.resize))}\n"
+                  f"{'the frames as read' if p.input_size == 'native' else p.input_size}\n"
                   f"{timing['frames']} frames, {timing['queries']} queries: features {timing['features_s']:.1f}s, "
                   f"tracking {timing['tracking_s']:.1f}s ({per_frame * 1000:.0f} ms/frame)\n"
                   f"tracks in {track_dir}, metrics in {os.path.join(ctx.out, 'metrics.csv')}")
         return TaskResult(headline=headline, rows=rows, report=report,
                           details={"dataset": a.data, "query_mode": a.query_mode, "raster": list(RASTER),
-                                   "tracker": tracker, "timing": timing, "mean": mean})
+                                   "input_size": p.input_size, "tracker": tracker, "timing": timing,
+                                   "mean": mean})
