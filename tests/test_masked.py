@@ -135,3 +135,60 @@ def test_decoder_puts_tokens_back_in_place_and_handles_no_visible_token(cross):
     if cross:
         with pytest.raises(ValueError, match="memory"):
             dec(torch.randn(2, 2, 8), draw.ids_restore)
+
+
+def official_videomae_target(videos, p, mean, std):
+    """MCG-NJU/VideoMAE engine_for_pretraining.py normlize_target, written out in float64 (einops rearrange
+    'b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c' as reshape + permute)."""
+    unnorm = videos * torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1, 1) \
+        + torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1, 1)
+    b, c, t, h, w = unnorm.shape
+    x = unnorm.reshape(b, c, t // 2, 2, h // p, p, w // p, p).permute(0, 2, 4, 6, 3, 5, 7, 1)
+    squeeze = x.reshape(b, (t // 2) * (h // p) * (w // p), 2 * p * p, c)
+    norm = (squeeze - squeeze.mean(dim=-2, keepdim=True)) / (squeeze.var(dim=-2, unbiased=True, keepdim=True).sqrt()
+                                                              + 1e-6)
+    return norm.reshape(b, squeeze.shape[1], -1)
+
+
+def test_videomae_target_and_loss_equal_the_official_formula():
+    from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD
+    from vidssl.models.mae import videomae_target
+
+    g = torch.Generator().manual_seed(0)
+    videos = torch.randn(2, 3, 4, 16, 16, generator=g, dtype=torch.float64)
+    ours = videomae_target(videos, 2, 8, IMAGENET_MEAN, IMAGENET_STD)
+    want = official_videomae_target(videos, 8, IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.allclose(ours, want, rtol=0, atol=1e-12)
+    draw = tube_masking(2, 2, 4, 0.75, g)  # 3 of 4 positions masked per slot
+    pred = torch.randn(2, 8, ours.shape[-1], generator=g, dtype=torch.float64)
+    m = draw.mask.bool()  # VideoMAE: nn.MSELoss over outputs[mask] vs labels[mask]
+    official = torch.nn.functional.mse_loss(pred[m], want[m])
+    assert masked_patch_loss(ours, pred, draw.mask, norm_pix=False).item() == pytest.approx(official.item(), rel=1e-13)
+
+
+def test_vit3d_is_a_video_backbone_with_dense_maps_at_any_size():
+    from vidssl.models.backbones import build_backbone
+
+    net = build_backbone("vit3d", embed_dim=24, depth=1, num_heads=2, patch_size=8, tubelet=2).eval()
+    assert net.is_video and net.stride == 8 and net.temporal_stride == 2 and net.out_channels == 24
+    x = torch.randn(1, 3, 5, 20, 30)  # padded to 6 frames and 24 x 32 pixels
+    assert net(x).shape == (1, 24, 3, 3, 4) and net.forward_global(x).shape == (1, 24)
+    clip = torch.randn(1, 3, 4, 16, 16)  # the first temporal slot sees frames 0-1 only
+    a, b = net.embed(clip)[0], net.embed(torch.cat([clip[:, :, :2], torch.zeros(1, 3, 2, 16, 16)], 2))[0]
+    assert torch.allclose(a[:, :4], b[:, :4]) and not torch.allclose(a[:, 4:], b[:, 4:])
+    with pytest.raises(ValueError, match="embed_dim"):
+        build_backbone("vit3d", embed_dim=5)
+
+
+def test_methods_refuse_backbones_they_cannot_mask():
+    from vidssl.methods import build_method
+
+    with pytest.raises(ValueError, match="timm ViT"):
+        build_method("mae", backbone="resnet18", crop_size=32)
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        build_method("mae", backbone="timm:vit_tiny_patch16_224", backbone_kwargs={"depth": 1}, crop_size=40)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        build_method("siammae", backbone="timm:vit_tiny_patch16_224", backbone_kwargs={"depth": 1}, crop_size=32,
+                     mask_ratio=1.0, decoder_dim=16, decoder_depth=1, decoder_heads=2, decoder_ff_dim=16)
+    with pytest.raises(ValueError, match="vit3d"):
+        build_method("videomae", backbone="r3d_18")

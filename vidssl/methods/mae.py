@@ -44,6 +44,9 @@ class MaskedViTMethod(Method):
                  decoder_depth: int, decoder_heads: int, norm_pix_loss: bool, cross: bool,
                  decoder_ff_dim: int = 2048, decoder_dropout: float = 0.0):
         super().__init__()
+        if not backbone.startswith("timm:"):
+            raise ValueError(f"{self.name}: method.backbone must be a timm ViT with a CLS token and an absolute position "
+                             f"embedding (e.g. timm:vit_small_patch16_224), not {backbone!r}")
         kwargs = {"img_size": crop_size, **(backbone_kwargs or {})}
         self.backbone = check_mae_vit(check_frame_backbone(build_backbone(backbone, **kwargs), self.name), self.name)
         self.patch = self.backbone.stride

@@ -34,9 +34,9 @@ class VideoMAE(Method):
                  clip_len: int = 16, mask_ratio: float = 0.9, decoder_dim: int = 192, decoder_depth: int = 4,
                  decoder_heads: int = 3, norm_target: bool = True):
         super().__init__()
-        self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
         if backbone != "vit3d":
             raise ValueError(f"videomae: method.backbone must be 'vit3d' (the joint space-time ViT), not {backbone!r}")
+        self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
         p, k = self.backbone.stride, self.backbone.temporal_stride
         if crop_size % p or clip_len % k:
             raise ValueError(f"videomae: method.crop_size={crop_size} must be a multiple of the patch size {p} and "
