@@ -83,5 +83,6 @@ def test_dry_run_writes_every_section(tmp_path):
     for table in ("### CRW training step", "### Label propagation", "### eval_davis on", "### Decode throughput",
                   "### Trainer overhead and data supply", "### Learning run"):
         assert table in report
-    assert "| trained, crw_demo.yaml |" in report
+    trained = next(line for line in report.splitlines() if line.startswith("| trained, crw_demo.yaml"))
+    assert "ok: crw_resnet18 (crw, step 1)" in trained  # the encoder exported by the 1-step run was evaluated
     assert (out / "machine.txt").stat().st_size > 0 and (out / "gpu_logs.txt").stat().st_size > 0
