@@ -28,8 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (step-name prefix, section title, what it measures): the report has every section, whatever happened.
 SECTIONS = [
-    ("crw", "CRW training step", "bench_crw.py: forward + backward + Adam on one augmented batch; fp32 vs bf16 "
-     "autocast vs bf16 + channels_last; peak GPU memory per row (reset before each)."),
+    ("crw", "CRW training step", "bench_crw.py: forward + backward + Adam on one augmented batch; fp32 (NCHW; "
+     "PyTorch's default TF32 convolutions) vs bf16 autocast vs bf16 + channels_last; peak GPU memory per row "
+     "(reset before each); the reference videowalk step (fp32) on the same views when its code is staged."),
     ("propagation", "Label propagation tile sizes", "bench_propagation.py: DAVIS 480p-sized features (60x107 "
      "cells, 256 channels), one row per query tile side; propagate_labels' GPU default is 16."),
     ("eval", "DAVIS-2017-val-sized evaluation", "bench_eval.py --copies 7: the 6 DAVIS-2016 sequences 7 times "
