@@ -2,10 +2,15 @@
 code/utils/test_utils.py).
 
 For each frame t the context is frame 0 (with its given labels) plus the `n_context` previous frames (with
-their predicted soft labels; indices before 0 are padded with frame 0, as the reference pads the video).
-Affinities are cosine similarities; on the short-term frames only keys within `radius` feature cells
-(Euclidean distance < radius) count, frame 0 is unrestricted unless `restrict_first`. The `topk` best keys,
-jointly over all context locations, are weighted by softmax(similarity / temperature) and their labels summed.
+their predicted soft labels; by default indices before 0 are padded with frame 0, as the reference pads the
+video; `context_pad` offers the other references' rules, see context_indices). Affinities are cosine
+similarities; on the short-term frames only keys within `radius` feature cells count, frame 0 is unrestricted
+unless `restrict_first`. `radius_shape` "circle": Euclidean distance < radius (CRW, ajabri/videowalk
+code/utils/__init__.py MaskedAttention); "square": |dy| <= radius and |dx| <= radius (DINO's
+`size_mask_neighborhood`, facebookresearch/dino eval_video_segmentation.py restrict_neighborhood; Spa-then-Temp's
+square `neighbor_range` window of side 2 radius + 1, vcl/models/common/affinity_utils.py spatial_neighbor).
+The `topk` best keys, jointly over all context locations, are weighted by softmax(similarity / temperature)
+and their labels summed.
 
 Where the reference computes every query against every key of all 21 frames and then masks, here the
 short-term frames are computed tile by tile against only the window the radius can reach, so the work per frame
@@ -22,9 +27,20 @@ import torch
 import torch.nn.functional as F
 
 
-def context_indices(t: int, n_context: int) -> list[int]:
-    """Short-term context of frame t: frames t-n_context .. t-1, clamped at 0 (the reference's padding)."""
-    return [max(j, 0) for j in range(t - n_context, t)]
+CONTEXT_PADS = ("first", "none", "after_first")
+
+
+def context_indices(t: int, n_context: int, context_pad: str = "first") -> list[int]:
+    """Short-term context of frame t, frames t-n_context .. t-1. Where those start before the video:
+    "first" clamps them to 0 (copies of frame 0: CRW pads the video with them, ajabri/videowalk
+    code/data/vos.py); "none" leaves them out, frame 0 stays once (Spa-then-Temp vcl/models/trackers/
+    vanilla_tracker.py key_start = max(0, t - precede_frames)); "after_first" leaves frame 0 out too, as it is
+    the first frame already (DINO's queue of predicted frames, facebookresearch/dino eval_video_segmentation.py)."""
+    if context_pad == "first":
+        return [max(j, 0) for j in range(t - n_context, t)]
+    if context_pad not in CONTEXT_PADS:
+        raise ValueError(f"context_pad must be one of {CONTEXT_PADS}, not {context_pad!r}")
+    return [j for j in range(t - n_context, t) if j >= (context_pad == "after_first")]
 
 
 def _weights(vals: torch.Tensor, temperature: float, weighting: str) -> torch.Tensor:
@@ -43,12 +59,27 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
     return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(x)
 
 
-def _radius_offsets(radius: float) -> int:
+SHAPES = ("circle", "square")
+
+
+def _radius_offsets(radius: float, shape: str = "circle") -> int:
+    """The largest |offset| along one axis that the neighbourhood reaches."""
+    if shape == "square":
+        return max(int(math.floor(radius)), 0)
     return max(int(math.ceil(radius)) - 1, 0)
 
 
+def _within(dy: torch.Tensor, dx: torch.Tensor, radius: float, shape: str) -> torch.Tensor:
+    """Which offsets (dy, dx) lie in the neighbourhood."""
+    if shape == "circle":
+        return dy ** 2 + dx ** 2 < radius ** 2
+    if shape == "square":
+        return (dy.abs() <= radius) & (dx.abs() <= radius)
+    raise ValueError(f"radius_shape must be one of {SHAPES}, not {shape!r}")
+
+
 def _predict_dense(q: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, local_from: int, radius: float | None,
-                   topk: int, temperature: float, weighting: str, chunk: int) -> torch.Tensor:
+                   topk: int, temperature: float, weighting: str, chunk: int, shape: str = "circle") -> torch.Tensor:
     """Every query against every key. q (C, h, w); keys (F, C, h, w); labels (F, K, h, w); frames >= local_from
     get the radius mask. Returns (K, h, w)."""
     C, h, w = q.shape
@@ -63,10 +94,11 @@ def _predict_dense(q: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, lo
     for s in range(0, h * w, chunk):
         scores = qf[s:s + chunk] @ kf  # (c, n hw)
         if radius is not None and local_from < n:
-            far = torch.cdist(pos[s:s + chunk], pos) >= radius  # (c, hw)
+            d = pos[s:s + chunk, None, :] - pos[None, :, :]  # (c, hw, 2)
+            far = ~_within(d[..., 0], d[..., 1], radius, shape)  # (c, hw)
             sc = scores.view(-1, n, h * w)
             sc[:, local_from:] = sc[:, local_from:].masked_fill(far[:, None], float("-inf"))
-        vals, idx = scores.topk(topk, dim=-1)
+        vals, idx = scores.topk(min(topk, scores.shape[-1]), dim=-1)
         wts = _weights(vals, temperature, weighting)
         out[:, s:s + chunk] = (lf[:, idx] * wts[None]).sum(-1)
     return out.view(-1, h, w)
@@ -76,14 +108,14 @@ class _Tiles:
     """Square query tiles (`tile` x `tile` cells) and, for each, the window of key cells that the radius can
     reach ((tile + 2R)^2 cells, R = ceil(radius) - 1), with the flat (h w) position of every cell."""
 
-    def __init__(self, h: int, w: int, radius: float, tile: int, device):
-        S, R = tile, _radius_offsets(radius)
+    def __init__(self, h: int, w: int, radius: float, tile: int, device, shape: str = "circle"):
+        S, R = tile, _radius_offsets(radius, shape)
         self.h, self.w, self.S, self.R, self.Wk = h, w, S, R, S + 2 * R
         self.origins = [(y, x) for y in range(0, h, S) for x in range(0, w, S)]
         self.n = len(self.origins)
         a, u = torch.arange(S, device=device), torch.arange(self.Wk, device=device)
         d = u[None, :] - R - a[:, None]  # offset of window cell u from query cell a, (S, Wk)
-        self.near = (d[:, None, :, None] ** 2 + d[None, :, None, :] ** 2 < radius ** 2).reshape(S * S, -1)
+        self.near = _within(d[:, None, :, None], d[None, :, None, :], radius, shape).reshape(S * S, -1)
         self._a, self._u = a, u
 
     def _cells(self, i: int, offsets: torch.Tensor):
@@ -131,7 +163,7 @@ def _first_frame_topk(flat: torch.Tensor, topk: int, workspace: torch.Tensor) ->
 
 def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor] | None,
                      blocked: torch.Tensor, key_pos: torch.Tensor, hw: int, n_context: int, topk: int,
-                     workspace: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                     workspace: torch.Tensor, context_pad: str = "first") -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k keys of every target frame for the queries of one tile.
 
     q (T, S^2, C): the tile's queries in every frame; windows (T, C, Wk^2): its key window in every frame;
@@ -162,16 +194,20 @@ def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.
             scores[:, :G] = first[0][a:b].reshape(-1, G)
         if first_local:
             torch.mm(qa, windows[0], out=scores[:, G:off])
-        for j in range(max(a - n_context, 0), b - 1):  # key frame j serves targets j+1 .. j+n, in slot j mod n
+        first_real = int(context_pad == "after_first")  # the first key frame with a context slot of its own
+        for j in range(max(a - n_context, first_real), b - 1):  # key frame j serves targets j+1 .. j+n, slot j mod n
             t0, t1 = max(a, j + 1), min(b, j + n_context + 1)
             if t1 > t0:
                 c = off + (j % n_context) * Wk2
                 torch.mm(q[t0:t1].reshape(-1, C), windows[j], out=scores[(t0 - a) * S2:(t1 - a) * S2, c:c + Wk2])
-        for j in range(max(a - n_context, 1 - n_context), 0):  # the padding before frame 0: copies of frame 0
+        for j in range(max(a - n_context, 1 - n_context), first_real):  # slots before the first real key frame
             t0, t1 = a, min(b, j + n_context + 1)
             if t1 > t0:
                 rows, c = slice((t0 - a) * S2, (t1 - a) * S2), off + (j % n_context) * Wk2
-                scores[rows, c:c + Wk2] = scores[rows, off:off + Wk2]
+                if context_pad == "first" and j < 0:  # copies of frame 0
+                    scores[rows, c:c + Wk2] = scores[rows, off:off + Wk2]
+                else:  # no key there (weight 0 if a top-k must reach it)
+                    scores[rows, c:c + Wk2] = float("-inf")
         scores[:, G:].view(b - a, S2, -1, Wk2).masked_fill_(blocked[:, None], float("-inf"))
         v, col = scores.view(b - a, S2, L).topk(k, dim=-1)
         slot, cell = (col - G).div(Wk2, rounding_mode="floor"), (col - G).remainder(Wk2)
@@ -188,15 +224,17 @@ def _tile_affinities(q: torch.Tensor, windows: torch.Tensor, first: tuple[torch.
 @torch.no_grad()
 def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: int = 20, radius: float | None = 12,
                      topk: int = 10, temperature: float = 0.05, restrict_first: bool = False,
-                     weighting: str = "softmax", minmax_norm: bool = False, tile: int | None = None,
+                     weighting: str = "softmax", minmax_norm: bool = False, radius_shape: str = "circle",
+                     context_pad: str = "first", output_minmax: bool = False, tile: int | None = None,
                      budget_mb: float | None = None, progress: bool = False) -> torch.Tensor:
     """Propagate first-frame soft labels through a video.
 
     feats: (T, C, h, w) L2-normalised features; labels0: (K, h, w) soft labels of frame 0 at feature
     resolution. Returns (T, K, h, w) soft labels, frame 0 = labels0. `radius=None` disables the spatial
     restriction. `minmax_norm` rescales each predicted channel to [0, 1] over space (UVC's norm_mask) before
-    it is stored and fed back. Runs on feats' device; `budget_mb` bounds one tile's score buffer (default
-    32 MB on the CPU, 1 GB on a GPU). `tile` is the side of the square query tiles (the results do not depend
+    it is stored and fed back; `output_minmax` does the same to the returned maps only (see _output_minmax).
+    `radius_shape` and `context_pad`: see the module docstring and context_indices. Runs on feats' device;
+    `budget_mb` bounds one tile's score buffer (default 32 MB on the CPU, 1 GB on a GPU). `tile` is the side of the square query tiles (the results do not depend
     on it): 5 on the CPU (the fastest measured), 16 on a GPU, where small tiles would be launch-bound (a
     49-frame 480p video takes ~133k PyTorch ops with 5x5 tiles, ~19k with 16x16 tiles, for twice the
     multiply-adds); the GPU choice is not yet timed on a GPU.
@@ -206,16 +244,21 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
         raise ValueError(f"labels0 is {tuple(labels0.shape[-2:])} but features are {(h, w)}")
     if topk < 1:
         raise ValueError("topk must be >= 1")
+    if radius_shape not in SHAPES:
+        raise ValueError(f"radius_shape must be one of {SHAPES}, not {radius_shape!r}")
+    context_indices(1, 1, context_pad)  # checks the name
     labels0 = labels0.to(device=feats.device, dtype=torch.float32)
     if radius is None or radius <= 0:
-        return _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm)
+        preds = _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm,
+                                        context_pad)
+        return _output_minmax(preds) if output_minmax else preds
     # The affinities do not depend on the labels: find every frame's top-k keys first, tile by tile, then
     # propagate the labels frame by frame (the reference also computes all affinities first).
     hw, K = h * w, labels0.shape[0]
     maps = feats.float().contiguous()  # (T, C, h, w); encoders may hand over channels-last maps
     flat = maps.flatten(2)  # (T, C, hw)
     tile = tile or (16 if feats.is_cuda else 5)
-    tiles = _Tiles(h, w, radius, tile, feats.device)
+    tiles = _Tiles(h, w, radius, tile, feats.device, radius_shape)
     budget = int((budget_mb or (1024 if feats.is_cuda else 32)) * 2 ** 20)
     k = min(topk, (0 if restrict_first else hw) + (n_context + restrict_first) * tiles.Wk ** 2)
     row = (topk + (n_context + 1) * tiles.Wk ** 2) * tile ** 2  # the most one target frame of a tile needs
@@ -233,7 +276,7 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
         key_pos, allowed = tiles.key_cells(i)
         query_pos, keep = tiles.query_cells(i)
         v, j = _tile_affinities(q, windows, first and (first[0][:, query_pos], first[1][:, query_pos]), ~allowed,
-                                key_pos, hw, n_context, topk, workspace)
+                                key_pos, hw, n_context, topk, workspace, context_pad)
         weights[1:, query_pos[keep]] = _weights(v[1:, keep], temperature, weighting)
         ids[1:, query_pos[keep]] = j[1:, keep]
     bank = torch.empty(T * hw, K, device=feats.device)  # labels of every (frame, position)
@@ -241,15 +284,29 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
     for t in range(1, T):
         pred = torch.einsum("pkc,pk->pc", bank[ids[t]], weights[t])
         bank[t * hw:(t + 1) * hw] = _minmax(pred.t().reshape(K, h, w)).flatten(1).t() if minmax_norm else pred
-    return bank.view(T, h, w, K).permute(0, 3, 1, 2).contiguous()
+    preds = bank.view(T, h, w, K).permute(0, 3, 1, 2).contiguous()
+    return _output_minmax(preds) if output_minmax else preds
 
 
-def _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm) -> torch.Tensor:
+def _output_minmax(preds: torch.Tensor) -> torch.Tensor:
+    """Per-frame, per-channel min-max over space of the returned maps (frame 0 and channels whose maximum is 0
+    left as they are), after propagation: DINO's norm_mask and Spa-then-Temp's output normalisation, which
+    neither feeds back. They normalise after upsampling to the frame; here at feature resolution (bilinear
+    upsampling commutes with the per-channel affine map, only the extremes may differ slightly)."""
+    out = preds.clone()
+    flat = out[1:].flatten(2)  # (T-1, K, hw)
+    lo, hi = flat.min(-1, keepdim=True)[0], flat.max(-1, keepdim=True)[0]
+    flat.copy_(torch.where(hi > 0, (flat - lo) / (hi - lo).clamp_min(1e-12), flat))
+    return out
+
+
+def _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weighting, minmax_norm,
+                            context_pad="first") -> torch.Tensor:
     T = feats.shape[0]
     preds = torch.empty(T, *labels0.shape, device=feats.device)
     preds[0] = labels0
     for t in range(1, T):
-        frames = [0] + context_indices(t, n_context)
+        frames = [0] + context_indices(t, n_context, context_pad)
         pred = _predict_dense(feats[t].float(), feats[frames].float(), preds[frames], 0, None, topk, temperature,
                               weighting, 4096)
         preds[t] = _minmax(pred) if minmax_norm else pred
@@ -259,7 +316,8 @@ def _propagate_unrestricted(feats, labels0, n_context, topk, temperature, weight
 @torch.no_grad()
 def propagate_labels_dense(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: int = 20,
                            radius: float | None = 12, topk: int = 10, temperature: float = 0.05,
-                           restrict_first: bool = False, weighting: str = "softmax", chunk: int = 1024) -> torch.Tensor:
+                           restrict_first: bool = False, weighting: str = "softmax", radius_shape: str = "circle",
+                           context_pad: str = "first", chunk: int = 1024) -> torch.Tensor:
     """The same protocol computed the straightforward way the reference does (every query against every key of
     all context frames, then the radius mask). Slow; kept as the yardstick for tests and benchmarks."""
     T = feats.shape[0]
@@ -267,8 +325,8 @@ def propagate_labels_dense(feats: torch.Tensor, labels0: torch.Tensor, *, n_cont
     preds = torch.empty(T, *labels0.shape, device=feats.device)
     preds[0] = labels0
     for t in range(1, T):
-        ctx = [0] + context_indices(t, n_context)
+        ctx = [0] + context_indices(t, n_context, context_pad)
         local_from = 0 if restrict_first else 1
         preds[t] = _predict_dense(feats[t].float(), feats[ctx].float(), preds[ctx], local_from, radius, topk,
-                                  temperature, weighting, chunk)
+                                  temperature, weighting, chunk, radius_shape)
     return preds

@@ -6,7 +6,9 @@
   vidssl eval davis --out OUT --checkpoint CKPT       # no root: the embedded synthetic DAVIS-layout set
 
 Every task shares the model options (which encoder) and the propagation protocol; its own options say which data.
-`--debug` shows the traceback of an error instead of one line.
+`--protocol crw|dino|cropmae|spa_then_temp` runs a published evaluation's settings (vidssl/eval/protocol.py);
+every result folder gets protocol.json (the full protocol and its hash) beside its CSVs, and the hash is printed
+with the headline numbers. `--debug` shows the traceback of an error instead of one line.
 """
 from __future__ import annotations
 
@@ -18,8 +20,32 @@ import resource
 
 import torch
 
-from vidssl.eval.protocol import add_protocol_arguments, protocol_from_args
+from vidssl.eval.protocol import Protocol, add_protocol_arguments, protocol_from_args
 from vidssl.eval.tasks import TASKS, EvalContext
+
+
+def write_protocol(out: str, protocol: Protocol) -> list[str]:
+    """protocol.json in `out` and in every folder below it (two levels) that holds a CSV. Returns the paths."""
+    from vidssl.io.atomic import atomic_write
+
+    folders = {out}
+    for root, dirs, files in os.walk(out):
+        if os.path.relpath(root, out).count(os.sep) >= 2:
+            dirs[:] = []
+        if any(f.endswith(".csv") for f in files):
+            folders.add(root)
+    text = json.dumps(protocol.record(), indent=1) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    paths = []
+    for folder in sorted(folders):
+        path = os.path.join(folder, "protocol.json")
+        atomic_write(path, write)
+        paths.append(path)
+    return paths
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +57,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", help="local state dict for --backbone (same as --init weights:PATH)")
     g.add_argument("--allow-partial", action="store_true", help="accept weights that leave backbone tensors unset")
     g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+
+
+def check_out(out: str, data_roots: list[str]) -> None:
+    """--out is a folder outside every dataset folder (checked before anything is created)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file; it must be a folder")
+    o = os.path.realpath(out)
+    for root in data_roots:
+        r = os.path.realpath(root)
+        if o == r or o.startswith(r + os.sep):
+            raise ValueError(f"--out {out} lies inside the dataset {root}: results are never written into the data; "
+                             f"choose an --out outside it")
 
 
 def build_parser(prog: str = "vidssl eval") -> argparse.ArgumentParser:
@@ -54,18 +92,28 @@ def main(argv: list[str] | None = None, prog: str = "vidssl eval") -> dict:
     """Parse, evaluate, write OUT/summary.json; returns the summary."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    protocol = protocol_from_args(parser, args)
+    protocol = protocol_from_args(parser, args, args.task)
     task = TASKS[args.task](args)  # checks the task's data options before anything is written
-    from vidssl.eval.encoder import load_encoder
+    check_out(args.out, task.data_roots())
+    from vidssl.eval.encoder import load_encoder, set_vit_pos_embed
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     init = f"weights:{args.weights}" if args.weights else args.init
     encoder, description = load_encoder(args.checkpoint, args.backbone, init, allow_partial=args.allow_partial)
+    set_vit_pos_embed(encoder, protocol.vit_pos_embed)
+    stride = getattr(encoder, "stride", None)
+    if protocol.feature_stride and stride and stride != protocol.feature_stride:
+        print(f"warning: protocol {protocol.preset} read features at stride {protocol.feature_stride}; "
+              f"this encoder gives stride {stride}")
     os.makedirs(args.out, exist_ok=True)
+    write_protocol(args.out, protocol)  # before the run: even an interrupted result says how it was produced
     result = task.run(EvalContext(encoder, description, device, protocol, args.out, not args.no_overlays))
+    write_protocol(args.out, protocol)
     if result.report:
         print(result.report)
-    summary = {"encoder": description, "propagation": protocol.propagation(), **result.summary,
+    print(f"protocol {protocol.preset} #{protocol.digest()} (protocol.json in {args.out})")
+    summary = {"encoder": description, "protocol": protocol.record(), "protocol_hash": protocol.digest(),
+               "propagation": protocol.propagation(), **result.summary,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
