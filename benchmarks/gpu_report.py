@@ -281,6 +281,13 @@ def verdicts(prefix: str, tables: list[tuple[str, list[str]]]) -> list[str]:
                 out.append(f"features + propagation + metrics: {core:.1f} s (target < 60 s: "
                            f"{'met' if core < 60 else 'NOT met'}); whole run with reading and writing: "
                            f"{stage.get('total')} s.")
+        if prefix == "trainer" and "trainer cost" in col:
+            for r in rows:
+                cost, supply = number(r[col["trainer cost"]]), number(r[col["fit / pre-made"]])
+                if cost is not None and supply is not None:
+                    out.append(f"{r[col['method']]}: trainer cost {cost:.2f}x (target <= 1.10x: "
+                               f"{'met' if cost <= 1.10 else 'NOT met'}), data supply {supply:.2f}x (target >= 0.9x: "
+                               f"{'met' if supply >= 0.9 else 'NOT met'}).")
     return out
 
 
