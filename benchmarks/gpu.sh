@@ -202,7 +202,7 @@ if [ "$DRY" = 0 ]; then
   VIDEOS=(); [ "$HAVE_VIDEOS" = 1 ] && VIDEOS=(--videos "$DATA"/videos/*.mp4)
   run_step decode 60 "$PY" benchmarks/bench_decode.py --gpu --clips 10 "${VIDEOS[@]}"
   for m in $TRAINER_METHODS; do
-    run_step "trainer_$m" 45 "$PY" benchmarks/bench_trainer.py --device "$DEV" --methods "$m" --steps 10 \
+    run_step "trainer_$m" 40 "$PY" benchmarks/bench_trainer.py --device "$DEV" --methods "$m" --steps 10 \
       --repeats 2 --workers "$(nproc)" "${TRAIN_ROOT[@]}" --set trainer.batch_size=32
   done
   LEFT=$((BUDGET - (SECONDS - START)))

@@ -28,8 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (step-name prefix, section title, what it measures): the report has every section, whatever happened.
 SECTIONS = [
-    ("crw", "CRW training step", "bench_crw.py: forward + backward + Adam on one augmented batch; fp32 vs bf16 "
-     "autocast vs bf16 + channels_last; peak GPU memory per row (reset before each)."),
+    ("crw", "CRW training step", "bench_crw.py: forward + backward + Adam on one augmented batch; fp32 (NCHW; "
+     "PyTorch's default TF32 convolutions) vs bf16 autocast vs bf16 + channels_last; peak GPU memory per row "
+     "(reset before each); the reference videowalk step (fp32) on the same views when its code is staged."),
     ("propagation", "Label propagation tile sizes", "bench_propagation.py: DAVIS 480p-sized features (60x107 "
      "cells, 256 channels), one row per query tile side; propagate_labels' GPU default is 16."),
     ("eval", "DAVIS-2017-val-sized evaluation", "bench_eval.py --copies 7: the 6 DAVIS-2016 sequences 7 times "
@@ -280,6 +281,13 @@ def verdicts(prefix: str, tables: list[tuple[str, list[str]]]) -> list[str]:
                 out.append(f"features + propagation + metrics: {core:.1f} s (target < 60 s: "
                            f"{'met' if core < 60 else 'NOT met'}); whole run with reading and writing: "
                            f"{stage.get('total')} s.")
+        if prefix == "trainer" and "trainer cost" in col:
+            for r in rows:
+                cost, supply = number(r[col["trainer cost"]]), number(r[col["fit / pre-made"]])
+                if cost is not None and supply is not None:
+                    out.append(f"{r[col['method']]}: trainer cost {cost:.2f}x (target <= 1.10x: "
+                               f"{'met' if cost <= 1.10 else 'NOT met'}), data supply {supply:.2f}x (target >= 0.9x: "
+                               f"{'met' if supply >= 0.9 else 'NOT met'}).")
     return out
 
 

@@ -48,6 +48,9 @@ def test_tables_are_lifted_merged_and_judged():
                     "| paper | fp32 | 20 | 10.0 | 1 | 5.0 | 2.00x |", "| paper | bf16_cl | 20 | 25.0 | 1 | 5.0 | 5.00x |"])]
     assert verdicts("crw", crw) == ["paper: bf16 + channels_last runs at 2.50x the fp32 NCHW clips/s.",
                                     "paper: bf16 + channels_last vs the reference videowalk step: 5.00x (target >= 2x: met)."]
+    tr = [("T", ["| method | batch | trainer cost | fit / pre-made |", "|-|-|-|-|", "| dino | 32 | 1.050x | 0.42x |"])]
+    assert verdicts("trainer", tr) == ["dino: trainer cost 1.05x (target <= 1.10x: met), data supply 0.42x "
+                                       "(target >= 0.9x: NOT met)."]
     ev = [("eval", ["| stage | seconds | frames/s |", "|-|-|-|", "| features | 20.0 | 1 |", "| propagation | 30.5 | 1 |",
                     "| J&F from the PNGs | 10.0 | 1 |", "| total | 70.0 | 1 |"])]
     assert verdicts("eval", ev)[0].startswith("features + propagation + metrics: 60.5 s (target < 60 s: NOT met)")
@@ -83,5 +86,6 @@ def test_dry_run_writes_every_section(tmp_path):
     for table in ("### CRW training step", "### Label propagation", "### eval_davis on", "### Decode throughput",
                   "### Trainer overhead and data supply", "### Learning run"):
         assert table in report
-    assert "| trained, crw_demo.yaml |" in report
+    trained = next(line for line in report.splitlines() if line.startswith("| trained, crw_demo.yaml"))
+    assert "ok: crw_resnet18 (crw, step 1)" in trained  # the encoder exported by the 1-step run was evaluated
     assert (out / "machine.txt").stat().st_size > 0 and (out / "gpu_logs.txt").stat().st_size > 0
