@@ -32,22 +32,18 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, resize_frame, short_side_size
 from vidssl.data.datasets import discover_sources
 from vidssl.eval.encoder import load_encoder
+from vidssl.features_batching import DecodedPieces, Failed, Piece, UnitBatcher, reason_of
 from vidssl.features_merge import latest_records, merge, part_name, read_records
-from vidssl.io import VideoDecodeError, open_video
 from vidssl.io.atomic import remove_stale_temporaries
 from vidssl.io.paths import relative_source
-from vidssl.models.dense import dense_frame_maps, global_clip_features
 from vidssl.models.export import resolve_encoder_path
 from vidssl.prep.shards import shard_of
 
@@ -67,127 +63,8 @@ def output_names(sources: list[str], root: str) -> list[str]:
     return names
 
 
-# ---------------------------------------------------------------- decoding (in DataLoader workers)
-
-@dataclass
-class Piece:
-    """Consecutive frames [start, start + len(frames)) of one video, resized, uint8 (n, H, W, 3)."""
-    video: int
-    start: int
-    num_frames: int  # the whole video's
-    fps: float
-    frames: torch.Tensor
-
-    def pin_memory(self) -> "Piece":  # called by the DataLoader when pin_memory=True
-        self.frames = self.frames.pin_memory()
-        return self
-
-
-@dataclass
-class Failed:
-    video: int
-    reason: str
-
-
-def _resize(frames: torch.Tensor, short_side: int) -> torch.Tensor:
-    if not short_side:
-        return frames
-    size = short_side_size(*frames.shape[1:3], short_side)
-    return torch.from_numpy(np.stack([resize_frame(f, size) for f in frames.numpy()]))
-
-
-class DecodedPieces(IterableDataset):
-    """The videos' frames as batches (lists) of Pieces, at most `budget_bytes` of frames each (a single piece
-    of `align` frames may exceed it), and Failed markers. Each worker decodes every num_workers-th video.
-    Pieces start at multiples of `align` (the clip length), so windows and clips never straddle two pieces."""
-
-    def __init__(self, sources: list[str], short_side: int, align: int, budget_bytes: int, backend: str = "auto"):
-        self.sources, self.short_side, self.align = sources, short_side, align
-        self.budget, self.backend = budget_bytes, backend
-
-    def _pieces(self, video: int):
-        with open_video(self.sources[video], backend=self.backend) as reader:
-            T, fps = reader.num_frames, reader.fps
-            start, step = 0, self.align  # the first piece measures the frame size
-            while start < T:
-                frames = _resize(reader.get_frames(range(start, min(start + step, T))), self.short_side)
-                yield Piece(video, start, T, fps, frames)
-                start += len(frames)
-                per_frame = frames[0].numel() * frames.element_size()
-                step = max(self.budget // (per_frame * self.align), 1) * self.align
-
-    def __iter__(self):
-        info = get_worker_info()
-        mine = range(len(self.sources))[info.id::info.num_workers] if info else range(len(self.sources))
-        batch, size = [], 0
-        for video in mine:
-            try:
-                for piece in self._pieces(video):
-                    nbytes = piece.frames.numel() * piece.frames.element_size()
-                    if batch and size + nbytes > self.budget:
-                        yield batch
-                        batch, size = [], 0
-                    batch.append(piece)
-                    size += nbytes
-            except Exception as e:  # noqa: BLE001 - one bad video must not end a shard: it is recorded
-                batch = [x for x in batch if x.video != video]  # its pieces not yet sent: not computed
-                size = sum(x.frames.numel() * x.frames.element_size() for x in batch)
-                batch.append(Failed(video, _reason(e, self.sources[video])))
-        if batch:
-            yield batch
-
-
-def _reason(e: Exception, source: str = "") -> str:
-    """One line for the manifest and failures.tsv (without the video's path when the error only repeats it)."""
-    text = e.reason if isinstance(e, VideoDecodeError) and e.path == source else f"{type(e).__name__}: {e}"
-    return text.replace("\t", " ").replace("\n", " ")
-
-
 def _as_is(batch):
     return batch
-
-
-# ---------------------------------------------------------------- the network
-
-def _pad_to_windows(frames: torch.Tensor, clip_len: int) -> torch.Tensor:
-    """Repeat the last frame up to a multiple of clip_len: the edge padding of vidssl/models/dense.py, so that
-    pieces of several videos can be concatenated without a window straddling two of them."""
-    extra = -len(frames) % clip_len
-    return torch.cat([frames, frames[-1:].expand(extra, *frames.shape[1:])]) if extra else frames
-
-
-@torch.no_grad()
-def batch_features(encoder: torch.nn.Module, pieces: list[torch.Tensor], mode: str, clip_len: int,
-                   device: torch.device) -> list[np.ndarray]:
-    """uint8 frame pieces of one frame size (each (n_i, H, W, 3), starting at a clip boundary of its video)
-    -> one array per piece: dense (n_i, C, h, w) float16 L2-normalised maps, clip (ceil(n_i / clip_len), C)
-    float32 global features; in one forward pass. The results of a piece do not depend on the others: a
-    single frame (or window) is run as two, because oneDNN computes a batch of one with other kernels whose
-    last bits differ (measured on CPU), which would make a video's features depend on how it was batched."""
-    video = getattr(encoder, "is_video", False)
-    lens = [len(p) for p in pieces]
-    if video:  # windows of clip_len frames, each within one piece
-        pieces = [_pad_to_windows(p, clip_len) for p in pieces]
-    x = torch.cat(pieces).to(device, non_blocking=True)
-    units = len(x) // clip_len if video else len(x)  # windows or frames in this pass
-    if units == 1:
-        x = torch.cat([x, x])
-    x = normalize(x.permute(0, 3, 1, 2), IMAGENET_MEAN, IMAGENET_STD)
-    sizes = [len(p) for p in pieces]
-    if mode == "dense":
-        maps = dense_frame_maps(encoder, x, batch=max(units, 2), clip_len=clip_len)
-        maps = F.normalize(maps.float(), dim=1).half().cpu()
-        return [m[:n].numpy() for m, n in zip(maps.split(sizes), lens)]
-    if video:  # forward_global of each window
-        feats = global_clip_features(encoder, x, clip_len, batch=max(units, 2)).float().cpu()
-        return [f.numpy() for f in feats.split([s // clip_len for s in sizes])]
-    per_frame = global_clip_features(encoder, x, 1, batch=max(units, 2)).float().cpu()  # one vector per frame
-    out = []
-    for f in per_frame[:sum(lens)].split(lens):  # each clip: the mean over its real frames
-        window = torch.arange(len(f)) // clip_len
-        sums = torch.zeros(int(window[-1]) + 1, f.shape[1]).index_add_(0, window, f)
-        out.append((sums / torch.bincount(window).unsqueeze(1)).numpy())
-    return out
 
 
 # ---------------------------------------------------------------- outputs
@@ -255,7 +132,8 @@ def _device(name: str, local_rank: int) -> torch.device:
 
 def _check(args: argparse.Namespace) -> None:
     for flag, value, low in (("--clip-len", args.clip_len, 1), ("--short-side", args.short_side, 0),
-                             ("--workers", args.workers, 0), ("--num-shards", args.num_shards, 1)):
+                             ("--workers", args.workers, 0), ("--num-shards", args.num_shards, 1),
+                             ("--max-batch", args.max_batch, 2)):
         if value < low:
             raise ValueError(f"{flag} must be >= {low}, got {value}")
     if not args.batch_mb > 0:
@@ -326,23 +204,26 @@ def _run(todo: list[str], encoder, args, device, shard: int, num_shards: int, na
     if not todo:
         return
     clip_mode = args.mode == "clip"
-    dataset = DecodedPieces(todo, args.short_side, args.clip_len, int(args.batch_mb * 2**20), args.backend)
+    budget = int(args.batch_mb * 2**20)
+    dataset = DecodedPieces(todo, args.short_side, args.clip_len, budget, args.backend)
     workers = min(args.workers, len(todo))
     loader = DataLoader(dataset, batch_size=None, collate_fn=_as_is, num_workers=workers,
                         pin_memory=device.type == "cuda", prefetch_factor=2 if workers else None)
     outputs: dict[int, VideoOutput] = {}
     frames_done, started = 0, time.perf_counter()
     bar = tqdm(total=len(todo), desc="extract" + (f" {shard}/{num_shards}" if num_shards > 1 else ""),
-               unit="video", dynamic_ncols=True, position=int(os.environ.get("LOCAL_RANK", 0) or 0))
+               unit="video", dynamic_ncols=True, position=int(os.environ.get("LOCAL_RANK") or 0))
 
     dead: set[int] = set()  # videos failed in this run: their later pieces are dropped
+    batcher = UnitBatcher(encoder, args.mode, args.clip_len, device, budget, args.max_batch)
 
     def fail(video: int, reason: str) -> None:
         if video in dead:
             return
+        dead.add(video)
+        batcher.drop(video)
         if video in outputs:
             outputs.pop(video).discard()
-        dead.add(video)
         record(todo[video], status="failed", error=reason, **base)
         counts["failed"] += 1
         bar.update()
@@ -366,34 +247,24 @@ def _run(todo: list[str], encoder, args, device, shard: int, num_shards: int, na
             bar.update()
             bar.set_postfix_str(f"{frames_done / (time.perf_counter() - started):.1f} frames/s", refresh=False)
 
-    def compute(group: list[Piece]) -> list[tuple[Piece, np.ndarray]]:
-        """The group in one pass; if the network refuses it, piece by piece, failing the videos it refuses."""
-        try:
-            return list(zip(group, batch_features(encoder, [p.frames for p in group], args.mode, args.clip_len,
-                                                  device)))
-        except Exception as e:  # noqa: BLE001 - a video the network cannot take is recorded; the shard goes on
-            if len(group) > 1:
-                return [pair for p in group if p.video not in dead for pair in compute([p])]
-            fail(group[0].video, _reason(e))
-            return []
+    def handle(events: list[tuple]) -> None:
+        for kind, what, result in events:
+            if kind == "failed":
+                fail(what, result)
+            elif what.video not in dead:
+                try:
+                    store(what, result)
+                except ValueError as e:  # its frame size changed midway
+                    fail(what.video, reason_of(e))
 
     try:
         for batch in loader:
             for x in batch:
                 if isinstance(x, Failed):
                     fail(x.video, x.reason)
-            groups: dict[tuple, list[Piece]] = {}
-            for x in batch:
-                if isinstance(x, Piece) and x.video not in dead:
-                    groups.setdefault(tuple(x.frames.shape[1:]), []).append(x)
-            for group in groups.values():
-                for piece, values in compute(group):
-                    if piece.video in dead:
-                        continue
-                    try:
-                        store(piece, values)
-                    except ValueError as e:  # its frame size changed midway
-                        fail(piece.video, _reason(e))
+                elif x.video not in dead:
+                    handle(batcher.add(x))
+        handle(batcher.flush())
     finally:
         for out in outputs.values():  # interrupted (or a network error): never leave a partial array
             out.discard()
@@ -416,9 +287,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--shard", type=int, default=0, help="this job's shard, 0-based (a cluster array's task id)")
     p.add_argument("--num-shards", type=int, default=1, help="how many jobs share the videos")
     p.add_argument("--workers", type=int, default=2, help="decoding processes ahead of the network (0: inline)")
-    p.add_argument("--batch-mb", type=float, default=32,
-                   help="decoded frames per forward pass, in MB of uint8 pixels (short videos share a pass; "
-                        "long ones are cut into pieces of this size); memory grows with it")
+    p.add_argument("--batch-mb", type=float, default=16,
+                   help="memory budget: MB of decoded uint8 frames per forward pass and per piece of a long video "
+                        "(short videos share a pass); the network's memory grows with it")
+    p.add_argument("--max-batch", type=int, default=32, help="at most this many frames (windows for video "
+                   "backbones) per forward pass")
     p.add_argument("--backend", default="auto")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (under torchrun: LOCAL_RANK's GPU)")
     args = p.parse_args(argv)
