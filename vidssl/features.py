@@ -3,7 +3,7 @@
   vidssl extract --checkpoint runs/crw --input videos/ --out feats/ --mode dense
   vidssl extract --backbone r3d_18 --init weights:r3d.safetensors --input clip.mp4 --out feats/ --mode clip
   vidssl extract ... --shard $SLURM_ARRAY_TASK_ID --num-shards 64      # one job of a cluster array
-  torchrun --nproc_per_node 8 -m vidssl.cli extract ...                  # one shard per process (and GPU)
+  torchrun --no-python --nproc_per_node 8 vidssl extract ...             # one shard per process (and GPU)
   vidssl extract --merge feats/                                          # merge the shards' manifests
 
 --checkpoint takes a run folder, its encoder.json/encoder.safetensors, or a training checkpoint. Each video's
