@@ -112,8 +112,8 @@ def test_extract_dense_and_clip_resumes_and_reports_bad(tmp_path, sample_videos)
     assert os.path.getmtime(out / "a.mp4.npy") == mtime  # finished work is skipped
     extract(["--input", str(src), "--out", str(out), "--init", "pixels", "--short-side", "64"])
     assert np.load(out / "a.mp4.npy").shape == (120, 3, 8, 10)  # other settings: redone, not reused
-    recs = [json.loads(l) for l in open(out / "manifest.jsonl")]
-    assert recs[-1]["shape"] == [120, 3, 8, 10]
+    recs = {r["file"]: r for r in map(json.loads, open(out / "manifest.jsonl"))}  # one line per video
+    assert recs["a.mp4.npy"]["shape"] == [120, 3, 8, 10] and recs["bad.mp4.npy"]["status"] == "failed"
     clip_out = tmp_path / "clips"
     extract(["--input", str(src / "a.mp4"), "--out", str(clip_out), "--mode", "clip", "--clip-len", "8",
              "--short-side", "64"])

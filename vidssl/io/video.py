@@ -191,16 +191,21 @@ class _PyAVVideo:
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
         self._path = path
+        self._decoded, self._next = None, -1  # a read that starts where the last one stopped decodes on
 
     def read(self, indices: list[int]) -> torch.Tensor:
         wanted = {int(self._pts[i]): i for i in indices}
         last_pts = int(self._pts[indices[-1]])
-        self._container.seek(int(self._pts[indices[0]]), stream=self._stream, backward=True, any_frame=False)
+        if indices[0] != self._next or self._decoded is None:
+            self._container.seek(int(self._pts[indices[0]]), stream=self._stream, backward=True, any_frame=False)
+            self._decoded = iter(self._container.decode(self._stream))
+        self._next = -1
         out: dict[int, np.ndarray] = {}
-        for frame in self._container.decode(self._stream):
+        for frame in self._decoded:
             if frame.pts in wanted:
                 out[wanted[frame.pts]] = frame.to_ndarray(format="rgb24")
             if frame.pts is not None and frame.pts >= last_pts:
+                self._next = indices[-1] + 1
                 break
         missing = [i for i in indices if i not in out]
         if missing:
@@ -240,11 +245,13 @@ class _OpenCVVideo:
         self.num_frames = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS))
         self._path = path
+        self._next = 0  # the frame the capture reads next: a read that starts there needs no seek
 
     def read(self, indices: list[int]) -> torch.Tensor:
         cv2, cap, frames = self._cv2, self._cap, []
-        cap.set(cv2.CAP_PROP_POS_FRAMES, indices[0])
-        pos = indices[0]
+        if indices[0] != self._next:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, indices[0])
+        self._next, pos = -1, indices[0]
         for i in indices:
             if i - pos > 32:  # far ahead: seek instead of decoding through
                 cap.set(cv2.CAP_PROP_POS_FRAMES, i)
@@ -258,6 +265,7 @@ class _OpenCVVideo:
                 raise VideoDecodeError(self._path, f"frame {i} could not be decoded")
             pos += 1
             frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        self._next = pos
         return torch.from_numpy(np.stack(frames))
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ failures listed instead of fatal.
     python -m data_prep.<step> --root VIDEOS --out OUT [--shard I --num-shards N]
 
 Videos are found like training data (vidssl.data.datasets.discover_sources: a folder, searched recursively, or
-a list file). Shard I of N takes every N-th video of that sorted list, so N jobs with I = 0..N-1 cover it once.
+a list file). Shard I of N takes the videos whose path relative to --root hashes to I (shard_index), so N jobs
+with I = 0..N-1 cover the list once, and a video keeps its shard when videos are added or removed.
 Each video's output goes to OUT/<its path relative to --root><suffix>, written under a temporary name and
 renamed when complete: a killed job leaves no valid-looking partial output, and a re-run skips finished videos
 (and removes stale temporaries). Videos that fail are listed in OUT/failed_<I>of<N>.tsv (path, reason).
@@ -12,6 +13,7 @@ renamed when complete: a killed job leaves no valid-looking partial output, and 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 from typing import Callable
@@ -54,11 +56,20 @@ def check_roots(root: str, out: str) -> None:
                          f"be read as inputs; choose an --out outside --root")
 
 
-def shard_of(items: list, shard: int, num_shards: int) -> list:
-    """Every `num_shards`-th item from `shard`: the shards partition the list."""
+def shard_index(relative_path: str, num_shards: int) -> int:
+    """The shard of a video: its path relative to the root (with "/" separators) hashed (SHA-1, the whole
+    digest as an integer) modulo `num_shards`. It depends on nothing else, so a video keeps its shard when the
+    list grows; and shard I of N is the union of shards I + N*r (r = 0..K-1) of N*K (torchrun inside an array)."""
+    digest = hashlib.sha1(relative_path.replace(os.sep, "/").encode()).digest()
+    return int.from_bytes(digest, "big") % num_shards
+
+
+def shard_of(sources: list[str], root: str, shard: int, num_shards: int) -> list[str]:
+    """The sources of shard `shard` of `num_shards` (shard_index of their path relative to `root`), in order:
+    the shards partition the list."""
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ValueError(f"--shard must be in [0, --num-shards) and --num-shards >= 1, got {shard} of {num_shards}")
-    return items[shard::num_shards]
+    return [s for s in sources if shard_index(relative_source(s, root), num_shards) == shard]
 
 
 def output_path(source: str, root: str, out: str, suffix: str) -> str:
@@ -77,7 +88,7 @@ def run_per_video(args: argparse.Namespace, suffix: str, work: Callable[[str, st
     """Run `work(source, tmp_path)` for each video of this shard whose output does not exist yet; `work` writes a
     file or a folder at `tmp_path`, renamed to the final path when it returns. Returns counts and failures."""
     check_roots(args.root, args.out)
-    sources = shard_of(discover_sources(args.root), args.shard, args.num_shards)
+    sources = shard_of(discover_sources(args.root), args.root, args.shard, args.num_shards)
     os.makedirs(args.out, exist_ok=True)
     failed_path = os.path.join(args.out, f"failed_{args.shard}of{args.num_shards}.tsv")
     done = skipped = 0
