@@ -184,8 +184,11 @@ def run_vip(root: str, out: str, ctx: EvalContext, videos: list[str]) -> dict:
                                      f"a video's frames must share one size")
                 return img
 
-            for s in range(0, len(frames), 16):  # frames are read and encoded in chunks: memory bounded by features
-                chunk = list(pool.map(load, range(s, min(s + 16, len(frames)))))
+            # frames are read and encoded in chunks (memory bounded by the features); video encoders see the
+            # whole video at once, their sliding clips must not be cut at chunk boundaries
+            step = len(frames) if getattr(ctx.encoder, "is_video", False) else 16
+            for s in range(0, len(frames), step):
+                chunk = list(pool.map(load, range(s, min(s + step, len(frames)))))
                 kept.update({s + i: img for i, img in enumerate(chunk) if s + i in annotations})
                 if size != (H, W):
                     chunk = [cv2.resize(img, size[::-1], interpolation=cv2.INTER_LINEAR) for img in chunk]
