@@ -8,6 +8,7 @@ ResNet-18 (the cost does not depend on the weights); no overlays.
 
   python benchmarks/bench_eval.py                 # CPU: ~6 min for the 293 frames on 2 cores
   python benchmarks/bench_eval.py --copies 7      # on a GPU
+  python benchmarks/bench_eval.py --synthetic 6 --synthetic-size 64x96 --copies 2   # a tiny dry run, no DAVIS data
 """
 from __future__ import annotations
 
@@ -46,16 +47,28 @@ def main() -> None:
     p.add_argument("--copies", type=int, default=1, help="evaluate every sequence this many times")
     p.add_argument("--backbone", default="crw_resnet18")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--synthetic", type=int, metavar="FRAMES",
+                   help="instead of --davis-root: the embedded synthetic DAVIS-layout set, FRAMES frames a sequence")
+    p.add_argument("--synthetic-size", default="240x320", help="HxW of the synthetic frames")
     args = p.parse_args()
-    if not os.path.isdir(os.path.join(args.davis_root, "JPEGImages")):
+    if not args.synthetic and not os.path.isdir(os.path.join(args.davis_root, "JPEGImages")):
         sys.exit(f"{args.davis_root}: no DAVIS folder (JPEGImages/480p, Annotations/480p); give --davis-root")
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     encoder, _ = load_encoder(backbone=args.backbone, init="random")
     with tempfile.TemporaryDirectory() as tmp:
+        davis_root = args.davis_root
+        if args.synthetic:
+            from vidssl.eval.synthetic import make_synthetic_davis
+
+            davis_root = os.path.join(tmp, "synthetic")
+            size = tuple(int(v) for v in args.synthetic_size.lower().split("x"))
+            make_synthetic_davis(davis_root, n_frames=args.synthetic, size=size)
         root = os.path.join(tmp, "DAVIS")
-        chosen = list_sequences(args.davis_root, None, args.sequences.split(",") if args.sequences else None)
-        sequences = linked_copies(args.davis_root, root, chosen, args.copies)
+        chosen = list_sequences(davis_root, None, args.sequences.split(",") if args.sequences else None)
+        sequences = linked_copies(davis_root, root, chosen, args.copies)
         global_res, _, timing, _ = run_davis(root, os.path.join(tmp, "results"), encoder, sequences, device, overlays=False)
     n = timing["frames"]
     stages = [("reading frames", timing["reading_s"]), ("features", timing["features_s"]), ("propagation", timing["propagation_s"]),
@@ -63,12 +76,11 @@ def main() -> None:
     total = sum(s for _, s in stages)
     rows = [[name, f"{s:.1f}", f"{n / s:.1f}" if s else "-"] for name, s in stages]
     rows.append(["total", f"{total:.1f}", f"{n / total:.1f}"])
-    memory = f"peak host RSS {peak_rss_mb() / 1024:.1f} GB"
-    if device.type == "cuda":
-        memory += f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2 ** 30:.1f} GB"
+    gpu = f"{torch.cuda.max_memory_allocated(device) / 2 ** 30:.2f}" if device.type == "cuda" else "-"
     print_table(f"eval_davis on {len(sequences)} sequences, {n} frames, {args.backbone} random init, on {machine()}",
                 ["stage", "seconds", "frames/s"], rows)
-    print(f"{memory}; J&F-Mean {global_res['J&F-Mean']:.3f}")
+    print_table("Whole evaluation: memory and result", ["peak host RSS GB", "peak GPU GB (allocated)", "J&F-Mean"],
+                [[f"{peak_rss_mb() / 1024:.2f}", gpu, f"{global_res['J&F-Mean']:.3f}"]])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ vidssl, which copies the duplicated frame-0 scores instead of recomputing them);
 per frame does not depend on the position, over the first --ref-frames frames.
 
   python benchmarks/bench_propagation.py --reference /path/to/videowalk
-  python benchmarks/bench_propagation.py --skip-dense --tile 8     # on a GPU: try tile sizes
+  python benchmarks/bench_propagation.py --skip-dense --tiles 5,10,16,32   # on a GPU: one row per tile size
+  python benchmarks/bench_propagation.py --size 12x16 --channels 16 --frames 4   # a tiny dry run
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import import_reference, machine, peak_rss_mb, print_table  # noqa: E402
+from benchmarks.common import import_reference, machine, peak_rss_mb, print_row, print_table  # noqa: E402
 from vidssl.eval import propagate_labels, propagate_labels_dense  # noqa: E402
+
 
 def reference_propagation(ref_tu, ref_utils, feats, labels0, n_context=20, radius=12, topk=10, temperature=0.05):
     """videowalk test.py's affinity + propagation loop, driven on our features (padded like its dataset)."""
@@ -49,25 +51,53 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=30, help="frames propagated by vidssl (after frame 0)")
     p.add_argument("--ref-frames", type=int, default=8, help="frames propagated by the slower loops")
     p.add_argument("--tile", type=int, help="query tile side (default: propagate_labels', 5 on a CPU, 16 on a GPU)")
+    p.add_argument("--tiles", help="comma-separated tile sides, one vidssl row each (the first is the baseline)")
+    p.add_argument("--size", default="60x107", help="feature map cells HxW (default: DAVIS 480p at stride 8)")
+    p.add_argument("--channels", type=int, default=256)
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     p.add_argument("--reference")
     p.add_argument("--skip-dense", action="store_true")
     args = p.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    tiles = [int(v) for v in args.tiles.split(",")] if args.tiles else [args.tile]
     torch.manual_seed(0)
     T, n_ref = args.frames + 1, min(args.ref_frames, args.frames)
-    feats = F.normalize(torch.randn(T, 256, 60, 107), dim=1).to(device)
-    labels0 = torch.softmax(torch.randn(3, 60, 107) * 4, 0).to(device)
-    rows = []
-    t = time.perf_counter()
-    ours = propagate_labels(feats, labels0, tile=args.tile)
-    t_ours = (time.perf_counter() - t) / args.frames
-    rows.append(["vidssl propagate_labels", f"{1 / t_ours:.3f}", f"{t_ours:.2f}", f"{peak_rss_mb():.0f}", "1.00x"])
+    feats = F.normalize(torch.randn(T, args.channels, h, w), dim=1).to(device)
+    labels0 = torch.softmax(torch.randn(3, h, w) * 4, 0).to(device)
+    propagate_labels(feats[:3], labels0, tile=tiles[0])  # warm-up: CUDA context, kernels, allocator
+
+    def peak_mb() -> float:
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else peak_rss_mb()
+
+    def clock() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    rows, ours, t_ours = [], None, None
+    for tile in tiles:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t = clock()
+        result = propagate_labels(feats, labels0, tile=tile)
+        t_tile = (clock() - t) / args.frames
+        if ours is None:
+            ours, t_ours = result, t_tile
+        else:
+            assert torch.allclose(result, ours, atol=1e-4), f"tile {tile} changes the result"
+        name = f"vidssl propagate_labels, tile {tile or 'default (' + str(16 if device.type == 'cuda' else 5) + ')'}"
+        rows.append([name, f"{1 / t_tile:.3f}", f"{t_tile:.4f}", f"{peak_mb():.0f}", f"{t_tile / t_ours:.2f}x"])
+        print_row(rows[-1])
+        del result
     if not args.skip_dense:
-        t = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t = clock()
         dense = propagate_labels_dense(feats[:n_ref + 1], labels0)
-        t_dense = (time.perf_counter() - t) / n_ref
-        rows.append(["straightforward loop (same protocol)", f"{1 / t_dense:.3f}", f"{t_dense:.2f}",
-                     f"{peak_rss_mb():.0f}", f"{t_dense / t_ours:.1f}x"])
+        t_dense = (clock() - t) / n_ref
+        rows.append(["straightforward loop (same protocol)", f"{1 / t_dense:.3f}", f"{t_dense:.4f}",
+                     f"{peak_mb():.0f}", f"{t_dense / t_ours:.1f}x"])
         assert torch.allclose(ours[:n_ref + 1], dense, atol=1e-4), "results differ"
     if args.reference:
         _, ref_tu = import_reference(os.path.join(args.reference, "code"))
@@ -75,12 +105,13 @@ def main() -> None:
         t = time.perf_counter()
         ref = reference_propagation(ref_tu, ref_utils, feats[:n_ref + 1].cpu(), labels0.cpu())
         t_ref = (time.perf_counter() - t) / n_ref
-        rows.append(["videowalk reference (chunked)", f"{1 / t_ref:.3f}", f"{t_ref:.2f}", f"{peak_rss_mb():.0f}",
-                     f"{t_ref / t_ours:.1f}x"])
+        rows.append(["videowalk reference (chunked, CPU)", f"{1 / t_ref:.3f}", f"{t_ref:.4f}",
+                     f"{peak_rss_mb():.0f}", f"{t_ref / t_ours:.1f}x"])
         print("max |ours - reference| =", float((ours[:n_ref + 1].cpu() - ref).abs().max()))
-    print_table(f"Label propagation, 480p DAVIS-sized features ({args.frames} frames for vidssl, {n_ref} for the "
-                f"others), on {machine()}",
-                ["implementation", "frames/s", "s/frame", "peak RSS MB (cumulative)", "time vs vidssl"], rows)
+    memory = "peak GPU MB (allocated)" if device.type == "cuda" else "peak RSS MB (cumulative)"
+    print_table(f"Label propagation, {h}x{w} cells, {args.channels} channels ({args.frames} frames for vidssl, "
+                f"{n_ref} for the others), on {machine()}",
+                ["implementation", "frames/s", "s/frame", memory, "time vs first row"], rows)
 
 
 if __name__ == "__main__":

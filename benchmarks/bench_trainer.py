@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import machine, print_table  # noqa: E402
 from vidssl.config import load_config  # noqa: E402
-from vidssl.engine.trainer import Trainer, build_data, step_seed, to_device  # noqa: E402
+from vidssl.engine.trainer import Trainer, build_data, to_device  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,7 @@ def hand_loop(trainer: Trainer, batch: dict):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        method.after_optimizer_step(1, values)
+        method.after_optimizer_step(0, values)
     return step
 
 
@@ -77,8 +77,7 @@ def measure(name: str, args) -> list:
         trainer.method.train()
 
         def trainer_step():
-            trainer.step = 1
-            torch.manual_seed(step_seed(cfg.seed, 1, 0))
+            trainer.step = 0
             trainer.train_step(batch)
 
         hand = hand_loop(trainer, batch)

@@ -75,6 +75,11 @@ def import_reference(code_dir: str, stub=("visdom", "wandb", "sklearn", "sklearn
         sys.excepthook = saved_hook  # videowalk's utils installs a pdb excepthook at import
 
 
+def print_row(row: list) -> None:
+    """One measured row as soon as it exists (a run stopped at a time limit still shows what it measured)."""
+    print("row: " + " | ".join(str(c) for c in row), flush=True)
+
+
 def print_table(title: str, header: list[str], rows: list[list]) -> str:
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
     lines = [f"## {title}", "", "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |",

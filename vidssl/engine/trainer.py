@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -24,14 +23,14 @@ from tqdm import tqdm
 
 from vidssl.config import TrainConfig, to_dict
 from vidssl.data import StepBatchSampler, VideoDataset, collate, discover_sources
-from vidssl.io.checkpoint import load_checkpoint, save_checkpoint
+from vidssl.engine.logs import BadVideoLog, MetricsLog, RunningMeans
+from vidssl.engine.resume import previous_run
 from vidssl.eval.knn import KNNMonitor
-from vidssl.engine.logs import BadVideoLog, MetricsLog
-from vidssl.optim.optimizer import apply_step_values, build_optimizer, step_values
 from vidssl.io.atomic import remove_stale_temporaries
+from vidssl.io.checkpoint import save_checkpoint
 from vidssl.methods import Method, build_method
 from vidssl.models.export import CHECKPOINT, META, WEIGHTS, encoder_meta, export_encoder
-from vidssl.models.queue import FeatureQueue
+from vidssl.optim import apply_step_values, build_optimizer, step_values
 
 COLLAPSE_STD = 1e-4  # a logged "z_std" (std of the normalised embedding over the batch) below this = collapse
 FORMAT = 2  # checkpoint layout: 2 = method contract + exported encoder (1 = the CRW-only trainer)
@@ -82,87 +81,6 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     return Runtime(device, autocast_dtype(t.amp, device), rank, world)
 
 
-def previous_run(cfg: TrainConfig, rt: Runtime) -> dict | None:
-    """The checkpoint to resume from, or None for a fresh run; refuses to overwrite or mix runs silently."""
-    path = os.path.join(cfg.out, CHECKPOINT)
-    if cfg.trainer.overwrite and not cfg.trainer.resume:
-        clear_run(cfg.out, rt)
-    if not os.path.exists(path):
-        return None
-    if not cfg.trainer.resume:
-        raise FileExistsError(f"{path} exists; pass trainer.resume=true to continue it, "
-                              f"trainer.overwrite=true to start over, or choose another out=")
-    ckpt = load_checkpoint(path)
-    changes = check_resume_changes(ckpt.get("config", {}), to_dict(cfg), path, cfg.trainer.allow_changes)
-    if changes:
-        print(f"resuming {path} at step {ckpt['step']} with changed settings: "
-              + "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()))
-        ckpt["history"] = ckpt.get("history", []) + [
-            {"step": ckpt["step"], "changed": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}}]
-    saved = ckpt.get("world_size", 1)
-    if saved != rt.world_size:
-        raise RuntimeError(
-            f"{path} was trained by {saved} process(es), this run has {rt.world_size}: the batch order and the "
-            f"per-rank augmentation depend on the world size, so it would silently become another run. Resume "
-            f"with `torchrun --nproc_per_node {saved}` (or {saved} processes over several nodes), or start a new "
-            f"run (another out=) from its encoder.")
-    return ckpt
-
-
-# Keys that do not change what a run computes: they may differ when it is resumed.
-BOOKKEEPING = {"out", "trainer.resume", "trainer.overwrite", "trainer.stop_at", "trainer.allow_changes",
-               "trainer.log_every", "trainer.ckpt_every", "trainer.tensorboard", "trainer.threads",
-               "data.num_workers", "data.backend", "data.root"}
-
-
-# Changed on resume without trainer.allow_changes, with a message and a record in config.yaml: training longer.
-EXTENDABLE = {"trainer.max_steps"}
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v and k != "method":
-            out.update(_flatten(v, f"{prefix}{k}."))
-        elif k == "method" and isinstance(v, dict):
-            out.update({f"method.{mk}": mv for mk, mv in v.items()})
-        else:
-            out[prefix + k] = v
-    return out
-
-
-def config_changes(old: dict, new: dict) -> dict[str, tuple]:
-    """{key: (old value, new value)} of the settings that differ, bookkeeping keys and history aside."""
-    a, b = _flatten({k: v for k, v in old.items() if k != "history"}), _flatten(new)
-    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
-            if k not in BOOKKEEPING and a.get(k) != b.get(k)}
-
-
-def check_resume_changes(old: dict, new: dict, path: str, allow: bool) -> dict:
-    """A resumed run with other settings would silently be another run: refuse, naming each changed key,
-    unless trainer.allow_changes=true (then they apply from the resumed step on and config.yaml records them).
-    A longer trainer.max_steps is always accepted (said, and recorded): schedules then span the new length."""
-    changes = config_changes(old, new)
-    if set(changes) - EXTENDABLE and not allow:
-        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
-        raise ValueError(f"{path} was trained with other settings ({listed}). Resume with the same settings, or "
-                         f"pass trainer.allow_changes=true to apply the new ones from the resumed step on "
-                         f"(recorded in config.yaml)")
-    return changes
-
-
-def clear_run(out: str, rt: Runtime) -> None:
-    """trainer.overwrite: remove what an earlier run wrote here (its files only, never the folder), so nothing
-    stale (metrics, bad_videos, TensorBoard events) mixes with the new run. Each rank removes its own files."""
-    own = [f"bad_videos.rank{rt.rank}.tsv"]
-    if rt.main:
-        own += [CHECKPOINT, WEIGHTS, META, "metrics.jsonl", "bad_videos.tsv", "config.yaml"]
-        shutil.rmtree(os.path.join(out, "tb"), ignore_errors=True)
-    for name in own:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(out, name))
-
-
 def build_data(cfg: TrainConfig, method: Method, start_step: int, rt: Runtime):
     """(dataset, loader) for steps start_step..max_steps of this rank, from the method's data spec."""
     d = cfg.data
@@ -181,16 +99,31 @@ def build_data(cfg: TrainConfig, method: Method, start_step: int, rt: Runtime):
     return dataset, loader
 
 
-def check_queues(method: Method, cfg: TrainConfig, items: int) -> None:
+def check_queues(method: Method, items: int) -> None:
     """A queue of past keys (MoCo, DenseCL, rhoMoCo, SwAV) longer than an epoch of the data would hold the same
     items twice, their keys acting as negatives of themselves: refused, naming the setting."""
-    for name, module in method.named_modules():
-        if isinstance(module, FeatureQueue) and module.size > items:
-            keys = [f"method.{k}" for k, v in cfg.method.items() if "queue" in k and v == module.size]
-            keys = keys or [f"the queue {name!r}"]
-            raise ValueError(f"{' / '.join(keys)}={module.size} is larger than an epoch of the data ({items} items = "
-                             f"videos x data.clips_per_video): the queue would hold the same items twice. Lower it "
-                             f"or train on more data")
+    for key, rows in method.queue_lengths().items():
+        if rows > items:
+            raise ValueError(f"{key}={rows} is larger than an epoch of the data ({items} items = videos x "
+                             f"data.clips_per_video): the queue would hold the same items twice. Lower it or train on "
+                             f"more data")
+
+
+@dataclass
+class Monitor:
+    """A measurement of the encoder during training (the k-NN monitor): `measure(encoder, device)` -> logged values,
+    every `every` steps and at the last one. A monitor that fails is reported and dropped; training goes on."""
+
+    every: int
+    measure: Callable[[torch.nn.Module, torch.device], dict[str, float]]
+
+
+def build_monitors(cfg: TrainConfig, rt: "Runtime") -> list[Monitor]:
+    t = cfg.trainer
+    if not (t.knn_root and rt.main):
+        return []
+    knn = KNNMonitor(t.knn_root, t.knn_size, t.knn_k, t.knn_temperature)
+    return [Monitor(t.knn_every, lambda encoder, device: {"knn_top1": knn.evaluate(encoder, device)})]
 
 
 def wrap_distributed(method: Method, cfg: TrainConfig, rt: Runtime) -> torch.nn.Module:
@@ -213,20 +146,27 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 class Trainer:
-    """One run: the method, its optimizer and scaler, and the loop. `Trainer(cfg).fit()` = `train(cfg)`."""
+    """One run: the method, its optimizer and scaler, and the loop. `Trainer(cfg).fit()` = `train(cfg)`.
+
+    `self.step` counts the steps done; the step being taken is step `self.step` (0-based), which is what the
+    method's schedules and hooks see. Logs and checkpoints are numbered by steps done."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg, self.rt = cfg, setup_runtime(cfg)
+        t = cfg.trainer
+        if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+            raise ValueError(f"out={cfg.out} is a file; out must be a folder")
         os.makedirs(cfg.out, exist_ok=True)
         self.ckpt_path = os.path.join(cfg.out, CHECKPOINT)
-        previous = previous_run(cfg, self.rt)
+        previous = previous_run(cfg.out, to_dict(cfg), t.resume, t.overwrite, t.allow_changes, self.rt.rank,
+                                self.rt.world_size)
         if self.rt.main:  # what a killed save left half-written
             remove_stale_temporaries(cfg.out, [CHECKPOINT, WEIGHTS, META])
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.method = build_method(**cfg.method).to(self.rt.device)
         self.optimizer = build_optimizer(self.method.param_groups(), cfg.optim)
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.amp_dtype == torch.float16)
-        self.schedules = self.method.schedules(cfg.trainer.max_steps)
+        self.schedules = self.method.schedules(t.max_steps)
         self.step, self.history = 0, []  # history: settings changed at resumes (trainer.allow_changes)
         if previous is not None:
             self.history = previous.get("history", [])
@@ -234,6 +174,7 @@ class Trainer:
             self.optimizer.load_state_dict(previous["optimizer"])
             self.scaler.load_state_dict(previous["scaler"])
             self.step = previous["step"]
+        self.saved_step = self.step
         self.model = wrap_distributed(self.method, cfg, self.rt)
         encoder = self.method.eval_encoder()
         names = [n for n, m in self.method.named_modules() if m is encoder and n]
@@ -252,27 +193,33 @@ class Trainer:
         """checkpoint.pt, then encoder.safetensors + encoder.json (each written atomically; main rank only)."""
         if not self.rt.main:
             return
-        bad = [k for k, v in self.method.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        state = self.method.state_dict()
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:  # e.g. BatchNorm statistics overflowed while the loss stayed finite: keep the last good checkpoint
             raise FloatingPointError(
                 f"non-finite values at step {self.step} in {len(bad)} tensor(s) ({', '.join(bad[:3])}); not saved: "
-                f"{self.ckpt_path} still holds the last good step. Lower optim.lr, set trainer.grad_clip, or "
-                f"trainer.amp=off.")
+                f"{self.last_good()}. Lower optim.lr, set trainer.grad_clip, or trainer.amp=off.")
         encoder = self.method.eval_encoder()
         source = {"method": self.method.name, "step": self.step, "run": os.path.abspath(self.cfg.out)}
-        save_checkpoint({"format": FORMAT, "step": self.step, "model": self.method.state_dict(),
+        save_checkpoint({"format": FORMAT, "step": self.step, "model": state,
                          "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                          "config": to_dict(self.cfg), "history": self.history, "world_size": self.rt.world_size,
                          "encoder": encoder_meta(encoder, source), "encoder_prefix": self.encoder_prefix},
                         self.ckpt_path)
         export_encoder(encoder, self.cfg.out, source)
+        self.saved_step = self.step
+
+    def last_good(self) -> str:
+        if os.path.exists(self.ckpt_path):
+            return f"{self.ckpt_path} holds the last good step ({self.saved_step})"
+        return "no checkpoint was written yet"
 
     def train_step(self, batch: dict) -> dict:
-        """One optimisation step on a collated batch; returns the method's outputs."""
-        rt, t, step = self.rt, self.cfg.trainer, self.step  # self.step is already this step's 1-based number
-        seed = step_seed(self.cfg.seed, step, rt.rank)
+        """One optimisation step (step `self.step`, 0-based) on a collated batch; returns the method's outputs."""
+        rt, t, step = self.rt, self.cfg.trainer, self.step
+        seed = step_seed(self.cfg.seed, step + 1, rt.rank)  # seeded by the 1-based number, as since format 1
         torch.manual_seed(seed)
-        values = self.values(step - 1)
+        values = self.values(step)
         apply_step_values(self.optimizer, values, self.cfg.optim.lr)
         batch = to_device(batch, rt.device)
         batch["schedule"] = values
@@ -287,8 +234,8 @@ class Trainer:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if finite.item() < 1:
             raise FloatingPointError(
-                f"loss is {loss.item()} at step {step} (on some rank); stopping. The last good checkpoint is "
-                f"{self.ckpt_path}. Lower optim.lr, set trainer.grad_clip, or trainer.amp=off.")
+                f"loss is {loss.item()} at step {step + 1} (on some rank); stopping: {self.last_good()}. Lower "
+                f"optim.lr, set trainer.grad_clip, or trainer.amp=off.")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -300,26 +247,32 @@ class Trainer:
         self.method.after_optimizer_step(step, values)
         return {**outputs, **values}
 
+    def write_config(self) -> None:
+        described = to_dict(self.cfg)
+        if self.history:  # settings changed at resumes, with the step they apply from
+            described["history"] = self.history
+        with open(os.path.join(self.cfg.out, "config.yaml"), "w") as f:
+            yaml.safe_dump(described, f, sort_keys=False)
+
     def fit(self) -> dict:
         cfg, rt, t = self.cfg, self.rt, self.cfg.trainer
+        if t.stop_at and self.step >= t.stop_at:
+            print(f"{self.ckpt_path} is already at step {self.step} >= trainer.stop_at={t.stop_at}: nothing to train "
+                  f"(raise trainer.stop_at, or drop it to run to trainer.max_steps={t.max_steps})")
+            return {"step": self.step, "last": {}, "checkpoint": self.ckpt_path, "bad_videos": []}
         dataset, loader = build_data(cfg, self.method, self.step, rt)
-        check_queues(self.method, cfg, len(dataset))
+        check_queues(self.method, len(dataset))
         metrics = MetricsLog(cfg.out, self.step, t.tensorboard) if rt.main else None
         bad = BadVideoLog(cfg.out, rt.rank, rt.world_size)
+        monitors = build_monitors(cfg, rt)
         if rt.main:
-            with open(os.path.join(cfg.out, "config.yaml"), "w") as f:
-                described = to_dict(cfg)
-                if self.history:  # settings changed at resumes, with the step they apply from
-                    described["history"] = self.history
-                yaml.safe_dump(described, f, sort_keys=False)
+            self.write_config()
             print(f"training {self.method.name} on {len(dataset.sources)} videos, {rt.device}, {rt.world_size} "
                   f"process(es), steps {self.step}->{t.max_steps}, out={cfg.out}")
-        knn = (KNNMonitor(t.knn_root, t.knn_size, t.knn_k, t.knn_temperature) if t.knn_root and rt.main else None)
         self.method.train()
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not rt.main, unit="step", dynamic_ncols=True)
-        last, sums, pending, samples, t_log, logged_from = {}, {}, {}, 0, time.time(), self.step
+        means, measured, last = RunningMeans(self.step), {}, {}
         for batch in loader:
-            self.step += 1
             new = bad.add(batch["skipped"])
             if "unusable" in batch:
                 bar.close()
@@ -327,20 +280,23 @@ class Trainer:
             if new:
                 bar.write(f"skipped {len(new)} unusable video(s), listed in {bad.path}: {new[0]}")
             outputs = self.train_step(batch)
-            samples += len(batch["video"]) * rt.world_size
+            self.step += 1
+            means.add(outputs, len(batch["video"]) * rt.world_size)
             bar.update(1)
-            for k, v in outputs.items():  # scalar outputs summed since the last log line (logged as means)
-                if (torch.is_tensor(v) and v.numel() == 1) or isinstance(v, float):
-                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
-            if knn is not None and (self.step % t.knn_every == 0 or self.step in (t.max_steps, t.stop_at)):
-                pending["knn_top1"] = knn.evaluate(self.method.eval_encoder(), rt.device)
-                bar.write(f"step {self.step}: k-NN top-1 {pending['knn_top1']:.4f}")
+            final = self.step in (t.max_steps, t.stop_at)
+            for monitor in list(monitors):
+                if self.step % monitor.every == 0 or final:
+                    try:
+                        values = monitor.measure(self.method.eval_encoder(), rt.device)
+                    except Exception as e:  # noqa: BLE001 - a monitor never costs training progress
+                        bar.write(f"warning: step {self.step}: a monitor failed and is switched off: {e}")
+                        monitors.remove(monitor)
+                        continue
+                    measured.update(values)
+                    bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
             if self.step % t.log_every == 0 or self.step == t.max_steps or self.step == 1:
-                now = time.time()
-                last = {k: v / (self.step - logged_from) for k, v in sums.items()}
-                last.update(samples_per_s=samples / max(now - t_log, 1e-9), bad_videos=len(bad.seen), **pending)
-                pending.clear()
-                t_log, samples, sums, logged_from = now, 0, {}, self.step
+                last = {**means.pop(self.step), "bad_videos": len(bad.seen), **measured}
+                measured = {}
                 if last.get("z_std", 1.0) < COLLAPSE_STD and rt.main:
                     bar.write(f"warning: step {self.step}: the embedding's std over the batch is {last['z_std']:.2e} "
                               f"(< {COLLAPSE_STD:g}): the representation is collapsing to a constant")

@@ -7,9 +7,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
-from vidssl.models.backbones import build_backbone, eval_kwargs_of, load_backbone_weights
-from vidssl.models.dense import dense_frame_maps
-from vidssl.models.export import load_state_file, read_encoder
+from vidssl.models.backbones import build_backbone, check_backbone_spec, eval_kwargs_of
+from vidssl.models.dense import iter_frame_maps
+from vidssl.models.export import read_encoder
+from vidssl.models.published import load_published, read_weights_file
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,9 @@ def load_encoder(checkpoint: str | None = None, backbone: str = "crw_resnet18", 
 
     `checkpoint`: a run folder, its encoder.json / encoder.safetensors, or a training checkpoint (read without
     running code; see vidssl/models/export.py). Otherwise `backbone` (a registered name) with `init` = random |
-    pixels | weights:PATH (a local state dict, .safetensors or a torch file of tensors; nothing downloads).
+    pixels | weights:PATH (a local .safetensors or torch file; nothing downloads): its key layout is recognised
+    (published checkpoints: CRW, VFS, Spa-then-Temp, DINO, MAE/CropMAE, torchvision/timm files; see
+    vidssl/models/published.py) and mapped onto `backbone`.
     `dense`: the backbone as label propagation reads it (its eval_kwargs, e.g. ResNets at layer3, stride 8);
     else as trained (global features). A weights file that leaves backbone tensors unset is an error unless
     `allow_partial`."""
@@ -57,21 +60,22 @@ def load_encoder(checkpoint: str | None = None, backbone: str = "crw_resnet18", 
         return PixelEncoder().eval(), "pixel baseline (Lab colour, 8x8 cells)"
     if init != "random" and not init.startswith("weights:"):
         raise ValueError(f"--init must be random, pixels or weights:PATH, not {init!r}")
-    kwargs = eval_kwargs_of(backbone) if dense else {}
+    check_backbone_spec(backbone, {}, "--backbone")
     torch.manual_seed(0)
-    enc = build_backbone(backbone, **kwargs)
+    try:
+        enc = build_backbone(backbone, **(eval_kwargs_of(backbone) if dense else {}))
+    except TypeError as e:  # e.g. "projected" needs its base network: only a method's recipe says which
+        raise ValueError(f"backbone {backbone!r} cannot be built from its name alone ({e}). Evaluate the method's "
+                         f"own initialisation instead: export it (benchmarks/learning.py export_initialisation, "
+                         f"or a run with trainer.stop_at) and pass --checkpoint") from e
     if init == "random":
         return enc.eval(), f"{backbone}, random init (seed 0)"
     path = init[len("weights:"):]
-    state = load_state_file(path)
-    for key in ("state_dict", "model"):  # common wrappers of a state dict
-        if isinstance(state.get(key), dict):
-            state = state[key]
-    missing = load_backbone_weights(enc, state)
+    layout, missing = load_published(enc, backbone, read_weights_file(path), path)
     if missing and not allow_partial:
-        raise ValueError(f"{path} has no weights for {len(missing)} {backbone} tensors (e.g. {missing[:3]}); "
-                         f"pass --allow-partial to keep those at random init")
-    return enc.eval(), f"{backbone} with weights {path}"
+        raise ValueError(f"{path} ({layout}) has no weights for {len(missing)} {backbone} tensors (e.g. "
+                         f"{missing[:3]}); pass --allow-partial to keep those at random init")
+    return enc.eval(), f"{backbone} with weights {path} ({layout})"
 
 
 @torch.no_grad()
@@ -79,16 +83,15 @@ def frame_features(encoder: nn.Module, frames: torch.Tensor, device: torch.devic
                    mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype: torch.dtype = torch.float32,
                    clip_len: int = 8) -> torch.Tensor:
     """uint8 frames (T, H, W, 3) -> L2-normalised per-frame maps (T, C, h, w) on `device`: 2D encoders
-    `batch` frames at a time, video encoders by the sliding-clip scheme of vidssl/models/dense.py (`clip_len`
-    frames a window, `batch` windows at a time)."""
+    `batch` frames at a time, video encoders `batch` clips at a time, each frame read from the clip of
+    `clip_len` frames centred on it (vidssl/models/dense.py). Only one pass's frames are converted at a time."""
     encoder = encoder.to(device)
-    chunk = batch * clip_len if getattr(encoder, "is_video", False) else batch
-    out = []
-    for s in range(0, frames.shape[0], chunk):
-        x = normalize(frames[s:s + chunk].to(device).permute(0, 3, 1, 2), mean, std)
-        maps = dense_frame_maps(encoder, x, batch=batch, clip_len=clip_len)
-        out.append(F.normalize(maps.float(), dim=1).to(dtype))
-    return torch.cat(out)
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        return normalize(x.to(device).permute(0, 3, 1, 2), mean, std)
+
+    return torch.cat([F.normalize(maps.float(), dim=1).to(dtype)
+                      for maps in iter_frame_maps(encoder, frames, batch, clip_len, prepare)])
 
 
 def _dino_pos_embed(vit: nn.Module, x: torch.Tensor) -> torch.Tensor:

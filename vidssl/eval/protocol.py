@@ -44,6 +44,9 @@ class Protocol:
     feature_stride: int | None = None  # the stride the reference read features at (checked, not enforced)
     preset: str = "default"  # the name this protocol started from (not part of the digest)
 
+    def __post_init__(self):
+        parse_input_size(self.input_size)  # a bad value fails here, naming it
+
     def propagation(self) -> dict:
         """Keyword arguments of vidssl.eval.propagate.propagate_labels."""
         return dict(n_context=self.n_context, radius=self.radius, topk=self.topk, temperature=self.temperature,
@@ -166,7 +169,31 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
 }
 
-_INPUT_SIZE = re.compile(r"^(native|short:[1-9]\d*|[1-9]\d*x[1-9]\d*)$")
+def parse_input_size(spec: str) -> tuple:
+    """"native" -> ("native",); "short:N" -> ("short", N); "HxW" -> ("fixed", H, W). Anything else: ValueError."""
+    if spec == "native":
+        return ("native",)
+    m = re.fullmatch(r"short:(\d+)", spec)
+    if m and int(m.group(1)) > 0:
+        return ("short", int(m.group(1)))
+    m = re.fullmatch(r"(\d+)x(\d+)", spec)
+    if m and int(m.group(1)) > 0 and int(m.group(2)) > 0:
+        return ("fixed", int(m.group(1)), int(m.group(2)))
+    raise ValueError(f"--input-size must be native, short:N or HxW (e.g. 480x880), not {spec!r}")
+
+
+def input_shape(spec: str, height: int, width: int, native: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(h, w) the encoder reads a (height, width) frame at. `native`: the task's own size for "native" (default:
+    the frame's; JHMDB's reference reads 320x320). short:N keeps the aspect ratio (long side rounded)."""
+    kind = parse_input_size(spec)
+    if kind[0] == "native":
+        return native or (height, width)
+    if kind[0] == "fixed":
+        return kind[1], kind[2]
+    n = kind[1]
+    if height <= width:
+        return n, max(1, round(width * n / height))
+    return max(1, round(height * n / width)), n
 
 
 def check_protocol(p: Protocol) -> list[str]:
@@ -179,8 +206,10 @@ def check_protocol(p: Protocol) -> list[str]:
             errors.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(p, name)}")
     if p.n_context < 0:
         errors.append(f"--n-context must be >= 0, got {p.n_context}")
-    if not _INPUT_SIZE.match(p.input_size):
-        errors.append(f"--input-size must be native, short:N or HxW (e.g. 480x880), not {p.input_size!r}")
+    try:
+        parse_input_size(p.input_size)
+    except ValueError as e:
+        errors.append(str(e))
     for name, allowed in (("radius_shape", RADIUS_SHAPES), ("context_pad", CONTEXT_PADS),
                           ("vit_pos_embed", POS_EMBED_MODES),
                           ("weighting", WEIGHTINGS), ("label_resize", RESIZE_MODES), ("output_resize", RESIZE_MODES)):
@@ -239,7 +268,10 @@ def protocol_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
     given = {field: getattr(args, opt) for opt, field in _OPTIONS.items() if getattr(args, opt, None) is not None}
     if "radius" in given and given["radius"] <= 0:
         given["radius"] = None
-    p = replace(base, **given)
+    try:
+        p = replace(base, **given)
+    except ValueError as e:  # __post_init__: a value no protocol can have
+        parser.error(str(e))
     errors = check_protocol(p)
     if errors:
         parser.error("; ".join(errors))

@@ -59,6 +59,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
 
 
+def check_out(out: str, data_roots: list[str]) -> None:
+    """--out is a folder outside every dataset folder (checked before anything is created)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file; it must be a folder")
+    o = os.path.realpath(out)
+    for root in data_roots:
+        r = os.path.realpath(root)
+        if o == r or o.startswith(r + os.sep):
+            raise ValueError(f"--out {out} lies inside the dataset {root}: results are never written into the data; "
+                             f"choose an --out outside it")
+
+
 def build_parser(prog: str = "vidssl eval") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="task", required=True, metavar="TASK")
@@ -82,6 +94,7 @@ def main(argv: list[str] | None = None, prog: str = "vidssl eval") -> dict:
     args = parser.parse_args(argv)
     protocol = protocol_from_args(parser, args, args.task)
     task = TASKS[args.task](args)  # checks the task's data options before anything is written
+    check_out(args.out, task.data_roots())
     from vidssl.eval.encoder import load_encoder, set_vit_pos_embed
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)

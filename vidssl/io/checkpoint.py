@@ -21,6 +21,8 @@ def load_checkpoint(path: str) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # no class or function was asked for: damaged or not a checkpoint at all
+            raise ValueError(f"{path} is not a readable torch checkpoint (damaged, or another kind of file)") from e
         raise ValueError(f"{path}: refused: it holds objects that would run code when loaded (only tensors and "
                          f"plain data are accepted; re-save it as a state dict or safetensors)") from e
     except Exception as e:

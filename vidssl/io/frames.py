@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vidssl.io.png import decode_indexed_png
-from vidssl.io.video import VideoDecodeError
+from vidssl.io.video import VideoDecodeError, check_indices
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -28,8 +28,15 @@ def list_frames(folder: str | os.PathLike) -> list[str]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3); raises VideoDecodeError naming the file when it cannot be read."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    """RGB uint8 (H, W, 3); raises VideoDecodeError naming the file when it cannot be read, or when a JPEG is
+    truncated (no end-of-image marker: libjpeg would fill the missing part with grey and only warn)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise VideoDecodeError(path, f"cannot read image ({e.strerror})") from None
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:].tobytes():
+        raise VideoDecodeError(path, "truncated JPEG (no end-of-image marker)")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise VideoDecodeError(path, "cannot read image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -53,7 +60,13 @@ class FrameFolderReader:
         return len(self.files)
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
-        frames = [read_image(self.files[int(i)]) for i in indices]
+        """Frames as (T, H, W, 3) uint8; an unreadable frame is reported as the folder's failure (naming the frame),
+        so the folder is listed once and skipped as a whole."""
+        idx = check_indices(self.path, indices, len(self.files), "get_frames")
+        try:
+            frames = [read_image(self.files[i]) for i in idx]
+        except VideoDecodeError as e:
+            raise VideoDecodeError(self.path, f"{os.path.basename(e.path)}: {e.reason}") from None
         if len({f.shape for f in frames}) > 1:
             raise VideoDecodeError(self.path, "frames differ in size")
         return torch.from_numpy(np.stack(frames))

@@ -33,8 +33,16 @@ class VideoDecodeError(RuntimeError):
 
 
 def check_indices(path: str, indices: Sequence[int], num_frames: int, caller: str) -> list[int]:
-    """`indices` as ints, each in [0, num_frames); ValueError when empty, IndexError naming the file."""
-    idx = [int(i) for i in indices]
+    """`indices` as ints, each in [0, num_frames); ValueError when empty, IndexError naming the file, TypeError for
+    a string (its characters are no frame numbers) or a fractional index (never silently truncated)."""
+    if isinstance(indices, (str, bytes)):
+        raise TypeError(f"{caller}: frame indices must be a sequence of integers, got the string {indices!r}")
+    try:
+        idx = [int(i) for i in indices if not isinstance(i, (str, bytes, bool)) and float(i).is_integer()]
+    except (TypeError, ValueError):
+        idx = []
+    if len(idx) != len(indices):
+        raise TypeError(f"{caller}: frame indices must be integers, got {list(indices)[:5]}")
     if not idx:
         raise ValueError(f"{caller} needs at least one index")
     bad = [i for i in idx if not 0 <= i < num_frames]

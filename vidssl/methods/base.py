@@ -9,8 +9,9 @@ Per step the trainer does:
     batch  = method.device_augment(batch, generator)               # no grad; generator seeded by (seed, step, rank)
     out    = method(batch)                                         # {"loss": scalar, **scalar logs}
     backward; unscale; clip; method.before_optimizer_step(step, values)
-    optimizer.step(); method.after_optimizer_step(step, values)    # EMA teachers, prototype renorm, ...
+    optimizer.step(); method.after_optimizer_step(step, values)    # EMA of momentum_pairs(), prototype renorm
 
+`step` is 0-based wherever a method sees it (schedules, hooks): the first step is step 0.
 `values` = {"lr", "wd", **method.schedules(max_steps) evaluated at this step}; the trainer logs them.
 Optimisation: `param_groups()` names groups with lr/wd scales, a static lr (no schedule) or LARS exclusion.
 State (EMA teachers, queues, centres) lives in submodules and buffers, so checkpoints and exact resume carry it.
@@ -19,6 +20,7 @@ as encoder.safetensors + encoder.json, so they never need the method's code.
 """
 from __future__ import annotations
 
+import typing
 from typing import Callable
 
 import torch
@@ -30,6 +32,7 @@ from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_views
 from vidssl.optim.lars import exclude_bias_and_norm
 from vidssl.models.backbones import build_backbone
+from vidssl.models.ema import ema_update
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -85,9 +88,26 @@ def frame_backbone(name: str, kwargs: dict | None, method: str, zero_init_residu
     return net
 
 
+def check_method_kwargs(cls: type, kwargs: dict) -> None:
+    """A YAML value of the wrong type (`method.temperature=abc`) named by its key, not an unrelated TypeError from
+    deep inside the method: plain int / float / bool / str annotations of the constructor are checked."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - annotations this Python cannot evaluate: nothing to check against
+        return
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        ok = {float: isinstance(value, (int, float)) and not isinstance(value, bool),
+              int: isinstance(value, int) and not isinstance(value, bool),
+              bool: isinstance(value, bool), str: isinstance(value, str)}.get(hint, True)
+        if not ok:
+            raise ValueError(f"method.{key} must be {'a number' if hint is float else hint.__name__}, got {value!r}")
+
+
 def build_method(name: str, **kwargs) -> "Method":
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))}")
+    check_method_kwargs(METHODS[name], kwargs)
     try:
         return METHODS[name](**kwargs)
     except TypeError as e:  # an unknown or missing keyword in the YAML's method section
@@ -100,6 +120,7 @@ class Method(nn.Module):
     name: str
     backbone: nn.Module
     ddp_kwargs: dict = {}  # options for DistributedDataParallel (e.g. {"broadcast_buffers": False})
+    ema_buffers: str = "own"  # BatchNorm statistics of momentum targets: own | copy | ema (models/ema.py)
 
     def data_spec(self, data_cfg) -> DataSpec:
         """What one item holds (vidssl/data/spec.py), from the run's `data:` section."""
@@ -122,7 +143,24 @@ class Method(nn.Module):
         """Gradients are unscaled and clipped here (e.g. freeze a last layer by zeroing its gradient)."""
 
     def after_optimizer_step(self, step: int, values: dict) -> None:
-        """After the weights moved (EMA teachers, prototype normalisation)."""
+        """After the weights moved: every target of `momentum_pairs()` moves towards its online module with this
+        step's `values["ema_momentum"]`. Overrides (prototype normalisation, ...) call super() first."""
+        pairs = self.momentum_pairs()
+        if pairs:
+            m = values["ema_momentum"]
+            for online, target in pairs:
+                ema_update(target, online, m, self.ema_buffers)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) pairs whose target is an EMA of the online module (BYOL's target, MoCo's key encoder,
+        DINO's teacher; solo-learn's `momentum_pairs`): the method names them and a per-step "ema_momentum"
+        schedule; the base class updates them. `ema_buffers` says what happens to their BatchNorm statistics."""
+        return []
+
+    def queue_lengths(self) -> dict[str, int]:
+        """{config key: rows} of the queues of past keys this method holds (MoCo, DenseCL, SwAV): the trainer refuses
+        a queue longer than an epoch of the data, naming the key."""
+        return {}
 
     def eval_encoder(self) -> nn.Module:
         """The backbone that evaluation and extraction use (a submodule of this method)."""

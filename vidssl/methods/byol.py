@@ -22,7 +22,7 @@ from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.byol import byol_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
-from vidssl.models.ema import ema_update, momentum_copy
+from vidssl.models.ema import momentum_copy
 from vidssl.models.heads import byol_predictor, byol_projector
 
 
@@ -70,7 +70,5 @@ class BYOL(FrameViewsMethod):
     def schedules(self, max_steps: int) -> dict:
         return {"ema_momentum": lambda s: cosine_ramp(s, max_steps, self.base_momentum, self.final_momentum)}
 
-    def after_optimizer_step(self, step: int, values: dict) -> None:
-        m = values["ema_momentum"]
-        ema_update(self.target_backbone, self.backbone, m, self.ema_buffers)
-        ema_update(self.target_projector, self.projector, m, self.ema_buffers)
+    def momentum_pairs(self) -> list:
+        return [(self.backbone, self.target_backbone), (self.projector, self.target_projector)]

@@ -41,7 +41,7 @@ from vidssl.dist import shuffle_bn_forward, shuffle_seeds
 from vidssl.losses.contrastive import moco_loss
 from vidssl.losses.dense_ssl import densecl_dense_loss
 from vidssl.methods.base import FrameViewsMethod, embedding_std, frame_backbone, register
-from vidssl.models.ema import ema_update, momentum_copy
+from vidssl.models.ema import momentum_copy
 from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
 
@@ -116,7 +116,8 @@ class DenseCL(FrameViewsMethod):
     def schedules(self, max_steps: int) -> dict:
         return {"ema_momentum": lambda s: self.momentum}  # constant in DenseCL (MoCo's 0.999)
 
-    def after_optimizer_step(self, step: int, values: dict) -> None:
-        m = values["ema_momentum"]
-        ema_update(self.key_backbone, self.backbone, m)
-        ema_update(self.key_neck, self.neck, m)
+    def momentum_pairs(self) -> list:
+        return [(self.backbone, self.key_backbone), (self.neck, self.key_neck)]
+
+    def queue_lengths(self) -> dict[str, int]:
+        return {"method.queue_size": self.queue.size}

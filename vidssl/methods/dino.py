@@ -37,7 +37,7 @@ from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.dino import dino_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
-from vidssl.models.ema import ema_update, momentum_copy
+from vidssl.models.ema import momentum_copy
 from vidssl.models.heads_multicrop import DINOHead, check_multicrop, multicrop_forward
 
 
@@ -117,10 +117,8 @@ class DINO(FrameViewsMethod):
             for p in self.head.last_layer.parameters():
                 p.grad = None
 
-    def after_optimizer_step(self, step: int, values: dict) -> None:
-        m = values["ema_momentum"]
-        ema_update(self.teacher_backbone, self.backbone, m)
-        ema_update(self.teacher_head, self.head, m)
+    def momentum_pairs(self) -> list:
+        return [(self.backbone, self.teacher_backbone), (self.head, self.teacher_head)]
 
     def eval_encoder(self):
         return self.teacher_backbone

@@ -33,7 +33,7 @@ from vidssl.data.views import mocov2_view
 from vidssl.dist import shuffle_bn_forward, shuffle_seeds
 from vidssl.losses.contrastive import moco_loss
 from vidssl.methods.base import FrameViewsMethod, embedding_std, frame_backbone, register
-from vidssl.models.ema import ema_update, momentum_copy
+from vidssl.models.ema import momentum_copy
 from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
 
@@ -50,6 +50,12 @@ class MoCoEncoders:
         """L2-normalised keys of `x` in its order; the key encoder sees the batch shuffled (shuffle BN)."""
         return shuffle_bn_forward(lambda v: F.normalize(self.key_head(self.key_backbone.forward_global(v)).float(), dim=1),
                                   x, seed, self.shuffle_bn)
+
+    def momentum_pairs(self) -> list:
+        return [(self.backbone, self.key_backbone), (self.head, self.key_head)]
+
+    def queue_lengths(self) -> dict[str, int]:
+        return {"method.queue_size": self.queue.size}
 
 
 @register("mocov2")
@@ -96,7 +102,3 @@ class MoCoV2(MoCoEncoders, FrameViewsMethod):
     def schedules(self, max_steps: int) -> dict:
         return {"ema_momentum": lambda s: self.momentum}  # constant in MoCo (builder.py `m`)
 
-    def after_optimizer_step(self, step: int, values: dict) -> None:
-        m = values["ema_momentum"]
-        ema_update(self.key_backbone, self.backbone, m)
-        ema_update(self.key_head, self.head, m)

@@ -41,7 +41,7 @@ from vidssl.dist import gather, gather_with_grad
 from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.contrastive import mocov3_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
-from vidssl.models.ema import ema_update, momentum_copy
+from vidssl.models.ema import momentum_copy
 from vidssl.models.heads import mlp
 
 
@@ -94,7 +94,5 @@ class MoCoV3(FrameViewsMethod):
     def schedules(self, max_steps: int) -> dict:
         return {"ema_momentum": lambda s: cosine_ramp(s, max_steps, self.base_momentum, self.final_momentum)}
 
-    def after_optimizer_step(self, step: int, values: dict) -> None:
-        m = values["ema_momentum"]
-        ema_update(self.momentum_backbone, self.backbone, m)
-        ema_update(self.momentum_projector, self.projector, m)
+    def momentum_pairs(self) -> list:
+        return [(self.backbone, self.momentum_backbone), (self.projector, self.momentum_projector)]

@@ -42,7 +42,7 @@ from vidssl.losses.contrastive import moco_loss
 from vidssl.methods.base import Method, embedding_std, register
 from vidssl.methods.mocov2 import MoCoEncoders
 from vidssl.models.backbones import build_backbone
-from vidssl.models.ema import ema_update, momentum_copy
+from vidssl.models.ema import momentum_copy
 from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
 
@@ -128,13 +128,8 @@ class RhoMoCo(MoCoEncoders, Method):
         return {"ema_momentum": lambda s: cosine_ramp(s, max_steps, self.base_momentum, 1.0)}
 
     def before_optimizer_step(self, step: int, values: dict) -> None:
-        # SlowFast contrastive_parameter_surgery: no update while cur_iter (0-based) < queue_size // global batch;
-        # the trainer passes the 1-based step. A None gradient makes the optimizer skip the parameter.
-        if self.queue_warmup and self._global_batch and step - 1 < self.queue.size // self._global_batch:
+        # SlowFast contrastive_parameter_surgery: no update while cur_iter (0-based, as `step`) < queue_size // global
+        # batch. A None gradient makes the optimizer skip the parameter.
+        if self.queue_warmup and self._global_batch and step < self.queue.size // self._global_batch:
             for p in self.parameters():
                 p.grad = None
-
-    def after_optimizer_step(self, step: int, values: dict) -> None:
-        m = values["ema_momentum"]
-        ema_update(self.key_backbone, self.backbone, m)
-        ema_update(self.key_head, self.head, m)

@@ -126,4 +126,8 @@ class SwAV(FrameViewsMethod):
             self.prototypes.weight.grad = None
 
     def after_optimizer_step(self, step: int, values: dict) -> None:
+        super().after_optimizer_step(step, values)
         self.normalize_prototypes()
+
+    def queue_lengths(self) -> dict[str, int]:
+        return {"method.queue_length": self.queues[0].size} if len(self.queues) else {}

@@ -24,7 +24,7 @@ from vidssl.data.views import BYOL_VIEWS
 from vidssl.dist import gather_with_grad
 from vidssl.losses.vicreg import vicreg_terms
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
-from vidssl.models.heads import linear_bn_mlp
+from vidssl.models.heads import linear_bn_mlp, parse_sizes
 
 
 @register("vicreg")

@@ -22,9 +22,9 @@ Registered names:
 - "resnet18/34/50": torchvision's ResNet (zero padding, output stride 32) without avgpool/fc. `out_layer`
   ("layer1".."layer4"): the last layer built; `stride8=True` puts layer3/layer4 convs at stride 1 (output
   stride 8, same weights). Eval: {"out_layer": "layer3", "stride8": True}.
-- "timm:<model>" (`pretrained` defaults to False and is never recorded in `spec`): ViTs give their patch
-  tokens as a (ceil(H/p), ceil(W/p)) map (stride = patch size p; the input is zero-padded to whole patches),
-  CNNs their last feature stage at stride <= 8.
+- "timm:<model>" (a model of timm's registry, built without pretrained weights; hub names are refused): ViTs
+  give their patch tokens as a (ceil(H/p), ceil(W/p)) map (stride = patch size p; the input is zero-padded to
+  whole patches), CNNs their last feature stage at stride <= 8.
   ViT-S/16 and ViT-S/8 ("timm:vit_small_patch16_224", "timm:vit_small_patch8_224", DINO's models) match DINO's
   video segmentation evaluation (facebookresearch/dino eval_video_segmentation.py `extract_feature`): it reads
   `get_intermediate_layers(x, n=1)`, the last block's tokens after the final LayerNorm, drops the CLS token and
@@ -37,6 +37,10 @@ Registered names:
   agree; on other sizes DINO's patch conv drops the last partial patch and vidssl pads it. DINO's checkpoints use
   timm's parameter names (its vision_transformer.py), so `load_backbone_weights` loads them directly (a training
   checkpoint's "teacher" dict too: its "backbone." / "module." prefixes are stripped).
+- "stt_resnet18/34/50": Spa-then-Temp's test network (qianduoduolr/Spa-then-Temp configs/test/res18_d8.py:
+  mmcv ResNet with pool_type='none', strides (1, 2, 2, 1), out_indices (2,)): torchvision's ResNet without the
+  stem max-pool; `stride8=True` puts layer4 at stride 1, so layer3 is at output stride 8. Same tensors as
+  "resnet18/34/50". Eval: {"out_layer": "layer3", "stride8": True}.
 - "projected": another 2D backbone + a 1x1 conv (+ ReLU) on its map (TimeCycle's evaluation features).
 - "r3d_18", "mc3_18", "r2plus1d_18", "s3d": torchvision video models (weights=None) without pooling and
   classifier; other keywords go to the torchvision constructor. `out_layer`: "layer3" or "layer4" (default)
@@ -44,6 +48,11 @@ Registered names:
   features[:13] (through Mixed_4f, stride 16), "layer5" = all of `features` (Mixed_5c, stride 32, default).
 - "slow_r50": SlowFast's Slow-only 3D ResNet-50 (vidssl/models/slow.py, registered when vidssl.models loads).
 All names are torchvision's / timm's / SlowFast's own, so their state dicts load with `load_backbone_weights`.
+
+Specs are checked before anything is built (`check_backbone_spec`, also run on every encoder.json and --backbone):
+a known name, kwargs by name and type (`register_backbone(name, kwargs={...})`), plain values only, nothing that
+could make timm or torchvision reach the network or read another file (`pretrained`, `checkpoint_path`, hub names
+such as "timm:hf-hub:...", URL- or path-like strings).
 """
 from __future__ import annotations
 
@@ -56,24 +65,124 @@ import torchvision
 VIDEO_BACKBONES = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d")
 RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 BACKBONES: dict[str, Callable[..., "Backbone"]] = {}
+# registered name -> {kwarg: accepted kind} (kinds: see _KINDS); names registered without it get the generic checks
+BACKBONE_KWARGS: dict[str, dict[str, str]] = {}
+# timm model kwargs a spec may set (architecture and regularisation only); see TimmBackbone
+TIMM_KWARGS = {"img_size": "size", "patch_size": "int", "embed_dim": "int", "depth": "int", "num_heads": "int",
+               "mlp_ratio": "float", "qkv_bias": "bool", "qk_norm": "bool", "init_values": "float",
+               "class_token": "bool", "no_embed_class": "bool", "reg_tokens": "int", "global_pool": "str",
+               "fc_norm": "bool", "pos_embed": "str", "dynamic_img_size": "bool", "dynamic_img_pad": "bool",
+               "in_chans": "int", "num_classes": "int", "output_stride": "int", "drop_rate": "float",
+               "drop_path_rate": "float", "attn_drop_rate": "float", "proj_drop_rate": "float",
+               "pos_drop_rate": "float", "patch_drop_rate": "float"}
+# never accepted, whatever the backbone: each can make timm/torchvision download or read a file
+FORBIDDEN_KWARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "checkpoint_path",
+                    "weights", "progress", "cache_dir", "hf_hub_id", "url", "file", "model_args")
 
 
-def register_backbone(name: str):
+def register_backbone(name: str, kwargs: dict[str, str] | None = None):
+    """Register a builder under `name`; `kwargs` = {keyword: kind} (int, float, bool, str, size, str_list, dict,
+    backbone) accepted in its specs (encoder.json, configs); without it any plain-valued keyword is accepted."""
     def deco(fn):
         BACKBONES[name] = fn
+        if kwargs is not None:
+            BACKBONE_KWARGS[name] = kwargs
         return fn
     return deco
 
 
+def _kind_ok(kind: str, v) -> bool:
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind in ("str", "backbone"):
+        return isinstance(v, str)
+    if kind == "str_list":
+        return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+    if kind == "size":
+        pair = isinstance(v, (list, tuple)) and len(v) == 2 and all(_kind_ok("int", x) for x in v)
+        return _kind_ok("int", v) or pair
+    if kind == "dict":
+        return isinstance(v, dict)
+    raise AssertionError(kind)
+
+
+_KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "backbone": "a backbone name", "str_list": "a list of strings", "size": "an integer or [h, w]",
+               "dict": "an object of keyword arguments"}
+
+
+def _plain(v) -> bool:
+    if isinstance(v, (list, tuple)):
+        return all(_plain(x) for x in v)
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def _check_name(name, where: str) -> None:
+    if not isinstance(name, str):
+        raise ValueError(f"{where}: the backbone name must be a string, not {type(name).__name__} {name!r}")
+    if name.startswith("timm:"):
+        model = name[len("timm:"):]
+        # hf-hub:/hf_hub:/local-dir: names make timm fetch (or read) a config: only timm's own registry
+        if not model or any(c in model for c in ":/\\") or model.lower().startswith(("hf-hub", "hf_hub")):
+            raise ValueError(f"{where}: backbone {name!r} is refused: hub names and paths are never built (nothing "
+                             f"downloads); use timm:<model> with a model of timm's registry")
+        import timm
+
+        if not timm.is_model(model):
+            raise ValueError(f"{where}: backbone {name!r}: timm has no model {model!r} (see timm.list_models())")
+    elif name not in BACKBONES:
+        raise ValueError(f"{where}: unknown backbone {name!r}: valid names are {', '.join(sorted(BACKBONES))} "
+                         f"or timm:<model>")
+
+
+def check_backbone_spec(name, kwargs, where: str = "backbone", field: str = "kwargs") -> None:
+    """ValueError naming `where` (a file, a flag) and `field`.KEY unless `name`/`kwargs` is a spec that builds offline:
+    a registered name or timm:<registry model>, a dict of keywords of the accepted names and kinds, plain
+    values, nothing forbidden (FORBIDDEN_KWARGS) and no URL-, hub- or path-like string."""
+    _check_name(name, where)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{where}: {field} (of {name!r}) must be an object of keyword arguments, not "
+                         f"{type(kwargs).__name__} {kwargs!r}")
+    accepted = TIMM_KWARGS if name.startswith("timm:") else BACKBONE_KWARGS.get(name)
+    for key, value in kwargs.items():
+        at = f"{where}: {field}.{key}"
+        if not isinstance(key, str) or key in FORBIDDEN_KWARGS:
+            raise ValueError(f"{at} is refused: it could make the backbone download or read weights (nothing "
+                             f"downloads; load local weights with --weights)")
+        if accepted is not None:
+            if key not in accepted:
+                raise ValueError(f"{at}: {name} takes no keyword {key!r} (accepted: {', '.join(sorted(accepted))})")
+            kind = accepted[key]
+            if not _kind_ok(kind, value):
+                raise ValueError(f"{at} must be {_KIND_NAMES[kind]}, not {type(value).__name__} {value!r}")
+            if kind == "backbone":
+                _check_name(value, at)
+                continue
+            if kind == "dict":  # projected's base_kwargs: checked against its base
+                if name == "projected" and "base" in kwargs:
+                    check_backbone_spec(kwargs["base"], value, where, f"{field}.{key}")
+                continue
+        elif not _plain(value):
+            raise ValueError(f"{at} must be a plain value (number, string, true/false or a list of them), not "
+                             f"{type(value).__name__}")
+        strings = value if isinstance(value, (list, tuple)) else [value]
+        bad = [s for s in strings if isinstance(s, str) and any(c in s for c in ":/\\")]
+        if bad:
+            raise ValueError(f"{at}: {bad[0]!r} is refused (it looks like a URL, hub name or path; a backbone "
+                             f"keyword never names a file)")
+
+
 def build_backbone(name: str, **kwargs) -> "Backbone":
+    check_backbone_spec(name, kwargs)
     if name.startswith("timm:"):
         net = TimmBackbone(name[len("timm:"):], **kwargs)
-    elif name in BACKBONES:
-        net = BACKBONES[name](**kwargs)
     else:
-        raise ValueError(f"unknown backbone {name!r}: valid names are {', '.join(sorted(BACKBONES))} "
-                         f"or timm:<model>")
-    net.spec = {"name": name, "kwargs": {k: v for k, v in kwargs.items() if k != "pretrained"}}
+        net = BACKBONES[name](**kwargs)
+    net.spec = {"name": name, "kwargs": dict(kwargs)}
     return net
 
 
@@ -106,26 +215,29 @@ class Backbone(nn.Module):
 class ResNet(Backbone):
     """torchvision's ResNet-`depth` trunk up to `out_layer`, optionally at output stride 8 (see module doc)."""
 
-    def __init__(self, depth: int, out_layer: str = "layer4", stride8: bool = False, padding_mode: str = "zeros"):
+    def __init__(self, depth: int, out_layer: str = "layer4", stride8: bool = False, padding_mode: str = "zeros",
+                 max_pool: bool = True):
         super().__init__()
         if out_layer not in RESNET_LAYERS:
             raise ValueError(f"out_layer must be one of {RESNET_LAYERS}, not {out_layer!r}")
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         self.layers = RESNET_LAYERS[:RESNET_LAYERS.index(out_layer) + 1]
-        if stride8:
-            for m in [*net.layer3.modules(), *net.layer4.modules()]:
+        if stride8:  # the layers past output stride 8 run at stride 1 (without the stem max-pool: layer4 only)
+            for m in [*(net.layer3.modules() if max_pool else ()), *net.layer4.modules()]:
                 if isinstance(m, nn.Conv2d):
                     m.stride = (1, 1)
         if padding_mode != "zeros":
             for m in net.modules():
                 if isinstance(m, nn.Conv2d) and sum(m.padding) > 0:
                     m.padding_mode = padding_mode
-        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.conv1, self.bn1, self.relu = net.conv1, net.bn1, net.relu
+        self.maxpool = net.maxpool if max_pool else nn.Identity()
         for name in self.layers:
             setattr(self, name, getattr(net, name))
         n = len(self.layers)
         self.out_channels = (64 * 2 ** (n - 1)) * (4 if depth >= 50 else 1)
-        self.stride = min(2 ** (n + 1), 8) if stride8 else 2 ** (n + 1)
+        full = 2 ** (n + 1) if max_pool else 2 ** n
+        self.stride = min(full, 8) if stride8 else full
         self.out_layer = out_layer
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,12 +264,16 @@ class CRWResNet(ResNet):
 
 
 for _depth in (18, 34, 50):
-    register_backbone(f"resnet{_depth}")(lambda d=_depth, **kw: ResNet(d, **kw))
-    register_backbone(f"crw_resnet{_depth}")(lambda d=_depth, **kw: CRWResNet(d, **kw))
+    register_backbone(f"resnet{_depth}", {"out_layer": "str", "stride8": "bool", "padding_mode": "str"})(
+        lambda d=_depth, **kw: ResNet(d, **kw))
+    register_backbone(f"crw_resnet{_depth}", {"remove_layers": "str_list", "stride8": "bool", "padding_mode": "str"})(
+        lambda d=_depth, **kw: CRWResNet(d, **kw))
+    register_backbone(f"stt_resnet{_depth}", {"out_layer": "str", "stride8": "bool", "padding_mode": "str"})(
+        lambda d=_depth, **kw: ResNet(d, max_pool=False, **kw))
 
 
 class TimmBackbone(Backbone):
-    def __init__(self, name: str, pretrained: bool = False, **kwargs):
+    def __init__(self, name: str, **kwargs):
         super().__init__()
         import timm
 
@@ -169,14 +285,14 @@ class TimmBackbone(Backbone):
         self.is_vit = hasattr(probe, "patch_embed") and hasattr(probe, "blocks")
         if self.is_vit:
             vit_kwargs = {"num_classes": 0, "dynamic_img_size": True, "dynamic_img_pad": True, **kwargs}
-            self.model = timm.create_model(name, pretrained=pretrained, **vit_kwargs)
+            self.model = timm.create_model(name, pretrained=False, **vit_kwargs)
             self.stride = self.model.patch_embed.patch_size[0]
             self.out_channels = self.model.num_features
             self.prefix = getattr(self.model, "num_prefix_tokens", 1)
             self.has_cls = getattr(self.model, "cls_token", None) is not None
         else:
             index = max(i for i, f in enumerate(probe.feature_info) if f["reduction"] <= 8)
-            self.model = timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=(index,), **kwargs)
+            self.model = timm.create_model(name, pretrained=False, features_only=True, out_indices=(index,), **kwargs)
             self.stride = self.model.feature_info.reduction()[0]
             self.out_channels = self.model.feature_info.channels()[0]
 
@@ -237,10 +353,11 @@ class VideoBackbone(Backbone):
 
 
 for _name in VIDEO_BACKBONES:
-    register_backbone(_name)(lambda n=_name, **kw: VideoBackbone(n, **kw))
+    register_backbone(_name, {"out_layer": "str", "zero_init_residual": "bool", "num_classes": "int",
+                              "dropout": "float"})(lambda n=_name, **kw: VideoBackbone(n, **kw))
 
 
-@register_backbone("projected")
+@register_backbone("projected", {"base": "backbone", "base_kwargs": "dict", "dim": "int", "relu": "bool"})
 class ProjectedBackbone(Backbone):
     """A 2D backbone followed by a 1x1 convolution to `dim` channels (+ ReLU) on its dense map: for methods whose
     features for correspondence include a learned projection (TimeCycle's `afterconv1`, which its reference

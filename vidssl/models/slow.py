@@ -141,6 +141,6 @@ class SlowR50(Backbone):
         return {"out_layer": min(self.out_layer, "layer3"), "stride8": True}
 
 
-@register_backbone("slow_r50")
+@register_backbone("slow_r50", {"out_layer": "str", "stride8": "bool"})
 def slow_r50(**kwargs) -> SlowR50:
     return SlowR50(**kwargs)

@@ -22,7 +22,7 @@ import os
 import cv2
 import numpy as np
 
-from vidssl.prep.shards import add_shard_args, run_per_video
+from vidssl.prep.shards import add_shard_args, non_negative_int, run_per_video
 from vidssl.data.augment import resize_frame, short_side_size
 from vidssl.data.statistics import FLOW_BOUND, FLOW_SUFFIX, encode_flow, flow_estimator
 from vidssl.io import open_video
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--algorithm", default="auto", choices=["auto", "tvl1", "dis"],
                    help="auto = TV-L1 when opencv-contrib is installed, else DIS")
     p.add_argument("--dis-preset", default="medium", choices=["ultrafast", "fast", "medium"])
-    p.add_argument("--short-side", type=int, default=256, help="downscale frames to this short side (0: native)")
+    p.add_argument("--short-side", type=non_negative_int, default=256, help="downscale frames to this short side (0: native)")
     p.add_argument("--format", default="jpg", choices=["jpg", "png"], help="jpg as the reference; png lossless")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     p.add_argument("--backend", default="auto", help="video decoding backend (vidssl.io)")

@@ -15,7 +15,7 @@ import os
 
 import cv2
 
-from vidssl.prep.shards import add_shard_args, run_per_video
+from vidssl.prep.shards import add_shard_args, non_negative_int, run_per_video
 from vidssl.data.augment import resize_frame, short_side_size
 from vidssl.io import open_video
 
@@ -40,7 +40,8 @@ def extract_frames(source: str, dest: str, short_side: int = 128, quality: int =
 def main(argv=None) -> int:
     p = add_shard_args(argparse.ArgumentParser(description=__doc__,
                                                formatter_class=argparse.RawDescriptionHelpFormatter))
-    p.add_argument("--short-side", type=int, default=128, help="resize so the short side is this (0: native)")
+    p.add_argument("--short-side", type=non_negative_int, default=128,
+                   help="resize so the short side is this (0: native)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality")
     p.add_argument("--backend", default="auto", help="video decoding backend (vidssl.io)")
     args = p.parse_args(argv)

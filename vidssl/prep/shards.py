@@ -32,6 +32,28 @@ def add_shard_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0 (sizes where 0 means native)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def check_roots(root: str, out: str) -> None:
+    """--root must exist, and --out must be a folder outside --root: an --out inside it would be taken for input by
+    the next run (frames of frame folders, flow of flow images), and --out equal to --root would take the inputs
+    for finished outputs."""
+    if not os.path.exists(root):
+        raise FileNotFoundError(f"--root {root} does not exist")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file; it must be a folder")
+    r, o = os.path.realpath(root), os.path.realpath(out)
+    if os.path.isdir(r) and (o == r or o.startswith(r + os.sep)):
+        raise ValueError(f"--out {out} is {'--root itself' if o == r else 'inside --root ' + root}: its outputs would "
+                         f"be read as inputs; choose an --out outside --root")
+
+
 def shard_of(items: list, shard: int, num_shards: int) -> list:
     """Every `num_shards`-th item from `shard`: the shards partition the list."""
     if num_shards < 1 or not 0 <= shard < num_shards:
@@ -54,6 +76,7 @@ def _remove(path: str) -> None:
 def run_per_video(args: argparse.Namespace, suffix: str, work: Callable[[str, str], None], desc: str) -> dict:
     """Run `work(source, tmp_path)` for each video of this shard whose output does not exist yet; `work` writes a
     file or a folder at `tmp_path`, renamed to the final path when it returns. Returns counts and failures."""
+    check_roots(args.root, args.out)
     sources = shard_of(discover_sources(args.root), args.shard, args.num_shards)
     os.makedirs(args.out, exist_ok=True)
     failed_path = os.path.join(args.out, f"failed_{args.shard}of{args.num_shards}.tsv")

@@ -79,6 +79,10 @@ class EvalTask:
     def __init__(self, args: argparse.Namespace):
         self.args = args
 
+    def data_roots(self) -> list[str]:
+        """The dataset folders the task reads: `--out` may not lie inside them (results are never written into data)."""
+        return []
+
     def run(self, ctx: EvalContext) -> TaskResult:
         raise NotImplementedError
 

@@ -6,6 +6,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import torch
 import torch.nn as nn
@@ -17,6 +18,7 @@ from vidssl.eval.davis_metrics import evaluate_sequence, format_table, summarize
 from vidssl.eval.encoder import frame_features
 from vidssl.eval.overlays import blend, save_video, summary_grid
 from vidssl.eval.propagate import propagate_labels
+from vidssl.eval.protocol import input_shape
 from vidssl.eval.tasks import EvalContext, EvalTask, TaskResult, register_task
 from vidssl.io.frames import VOID_LABEL, list_frames, read_davis_mask, read_image, write_davis_mask
 
@@ -39,6 +41,9 @@ def list_sequences(root: str, subset: str | None = "val", sequences: list[str] |
             names = [ln.strip() for ln in f if ln.strip()]
     else:
         names = sorted(d for d in os.listdir(img_root) if os.path.isdir(os.path.join(img_root, d)))
+        if subset:
+            print(f"note: {image_set} does not exist: evaluating every sequence folder of {img_root} "
+                  f"({len(names)}), not the '{subset}' set")
     paths = [n for n in names if not n or n in (".", "..") or "/" in n or os.sep in n or os.path.isabs(n)]
     if paths:
         raise ValueError(f"sequence names must be plain names, not paths: {paths[:3]}")
@@ -56,6 +61,11 @@ def sequence_files(root: str, seq: str, resolution: str = "480p") -> tuple[list[
         raise FileNotFoundError(f"no frames for sequence {seq} under {root}/JPEGImages/{resolution}")
     if not masks:
         raise FileNotFoundError(f"no annotations for sequence {seq} under {root}/Annotations/{resolution}")
+    stems = {os.path.splitext(os.path.basename(f))[0] for f in frames}
+    orphans = [m for m in masks if os.path.splitext(os.path.basename(m))[0] not in stems]
+    if orphans:
+        raise FileNotFoundError(f"input frame {os.path.splitext(os.path.basename(orphans[0]))[0]} of {seq} is missing "
+                                f"from {root}/JPEGImages/{resolution}/{seq} (its annotation {orphans[0]} exists)")
     return frames, masks
 
 
@@ -128,6 +138,15 @@ def resize_labels(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Te
     raise ValueError(f"resize mode must be bilinear or nearest, not {mode!r}")
 
 
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 frames (T, H, W, 3) to `size` (h, w): area averaging when shrinking, bilinear when growing."""
+    if tuple(frames.shape[1:3]) == tuple(size):
+        return frames
+    interp = cv2.INTER_AREA if size[0] < frames.shape[1] else cv2.INTER_LINEAR
+    return torch.from_numpy(np.stack([cv2.resize(f, (size[1], size[0]), interpolation=interp)
+                                      for f in frames.numpy()]))
+
+
 def _clock(device: torch.device) -> float:
     """Wall time once the work queued on `device` is done (CUDA runs asynchronously)."""
     if torch.device(device).type == "cuda":
@@ -157,9 +176,11 @@ def _write_results(pool: ThreadPoolExecutor, frames: torch.Tensor, preds: list[n
 def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], device: torch.device,
               prop: dict | None = None, label_resize: str = "bilinear", output_resize: str = "bilinear",
               overlays: bool = True, subset: str = "val", resolution: str = "480p",
-              clip_len: int = 8) -> tuple[dict, list, dict, dict]:
+              clip_len: int = 8, input_size: str = "native") -> tuple[dict, list, dict, dict]:
     """Propagate the first-frame masks of every sequence, write OUT/<seq>/<frame>.png, score them, write
-    the CSVs and overlays. Returns (global results, per-object rows, timings, {sequence: why not scored})."""
+    the CSVs and overlays. Returns (global results, per-object rows, timings, {sequence: why not scored}).
+    `input_size` (vidssl/eval/protocol.py): the frames the encoder reads are resized to it; the first mask goes
+    to feature resolution and the predictions come back to the annotation's size as at native size."""
     prop = prop or {}
     os.makedirs(out, exist_ok=True)
     timing = {"frames": 0, "reading_s": 0.0, "features_s": 0.0, "propagation_s": 0.0, "writing_s": 0.0}
@@ -172,7 +193,8 @@ def run_davis(root: str, out: str, encoder: nn.Module, sequences: list[str], dev
             frames = torch.from_numpy(stack_same_size(list(pool.map(read_image, frame_paths)), frame_paths))
             T, H, W = frames.shape[:3]
             t1 = _clock(device)
-            feats = frame_features(encoder, frames, device, clip_len=clip_len)
+            feats = frame_features(encoder, resize_frames(frames, input_shape(input_size, H, W)), device,
+                                   clip_len=clip_len)
             t2 = _clock(device)
             mask0 = read_davis_mask(mask_paths[0])
             if mask0.shape != (H, W):
@@ -224,6 +246,9 @@ class DavisTask(EvalTask):
         parser.add_argument("--set", default="val", help="ImageSets/2017/<set>.txt (default val)")
         parser.add_argument("--sequences", help="comma-separated sequence names (overrides --set)")
 
+    def data_roots(self) -> list[str]:
+        return [self.args.davis_root] if self.args.davis_root else []
+
     def run(self, ctx: EvalContext) -> TaskResult:
         a = self.args
         root, label = a.davis_root, "DAVIS"
@@ -239,7 +264,7 @@ class DavisTask(EvalTask):
         p = ctx.protocol
         g, rows, timing, notes = run_davis(root, results_dir, ctx.encoder, sequences, ctx.device, p.propagation(),
                                            p.label_resize, p.output_resize, overlays=ctx.overlays, subset=a.set,
-                                           clip_len=p.clip_len)
+                                           clip_len=p.clip_len, input_size=p.input_size)
         fps = timing["frames"] / max(timing["propagation_s"], 1e-9)
         report = [f"--------------------------- Global results for {a.set} ---------------------------",
                   format_table(g, rows, notes)]
@@ -251,4 +276,5 @@ class DavisTask(EvalTask):
                    f"masks and CSVs in {results_dir}; overlays in {os.path.join(results_dir, 'overlays')}"]
         return TaskResult(headline=g, rows=[{"sequence": n, "J-Mean": j, "F-Mean": f} for n, j, f in rows],
                           report="\n".join(report),
-                          details={"dataset": label, "davis_root": root, "timing": timing, "not_scored": notes})
+                          details={"dataset": label, "davis_root": root, "input_size": p.input_size, "timing": timing,
+                                   "not_scored": notes})

@@ -142,14 +142,17 @@ def draw_skeleton(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def run_jhmdb(root: str, out: str, encoder, videos: list[str], device: torch.device, prop: dict | None = None,
-              size: int = 320, overlays: bool = True, clip_len: int = 8) -> np.ndarray:
+              size: int = 320, overlays: bool = True, clip_len: int = 8, input_size: str = "native") -> np.ndarray:
     """Propagate frame-0 joints through every video; writes OUT/<video>/keypoints.npy (T, 15, 2) (x, y in
-    original pixels, NaN = invisible), pck.csv and skeleton overlays. Returns the PCK table."""
+    original pixels, NaN = invisible), pck.csv and skeleton overlays. Returns the PCK table. Frames are read at
+    `input_size` (vidssl/eval/protocol.py; "native" = the reference's `size` x `size`); keypoints are decoded
+    in original pixels whatever it is."""
     from tqdm import tqdm
 
     from vidssl.eval.encoder import frame_features
     from vidssl.eval.overlays import save_video
     from vidssl.eval.propagate import propagate_labels
+    from vidssl.eval.protocol import input_shape
     from vidssl.io.frames import list_frames, read_image
 
     preds, gts = [], []
@@ -159,7 +162,8 @@ def run_jhmdb(root: str, out: str, encoder, videos: list[str], device: torch.dev
             raise FileNotFoundError(f"no frames in {os.path.join(root, 'Rename_Images', video)}")
         orig = [read_image(p) for p in paths]
         H, W = orig[0].shape[:2]
-        frames = torch.from_numpy(np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in orig]))
+        h_in, w_in = input_shape(input_size, H, W, native=(size, size))
+        frames = torch.from_numpy(np.stack([cv2.resize(f, (w_in, h_in), interpolation=cv2.INTER_LINEAR) for f in orig]))
         gt = load_joints(root, video)
         feats = frame_features(encoder, frames, device, clip_len=clip_len)
         h, w = feats.shape[-2:]
@@ -196,12 +200,15 @@ class JhmdbTask(EvalTask):
         parser.add_argument("--split-list",
                             help="a list of class/video lines, a *_test_split1.txt, or a folder of them")
 
+    def data_roots(self) -> list[str]:
+        return [self.args.jhmdb_root]
+
     def run(self, ctx: EvalContext) -> TaskResult:
         videos = list_videos(self.args.jhmdb_root, self.args.split_list)
         print(f"JHMDB: {len(videos)} video(s); encoder: {ctx.description}")
         table = run_jhmdb(self.args.jhmdb_root, ctx.out, ctx.encoder, videos, ctx.device, ctx.protocol.propagation(),
-                          overlays=ctx.overlays, clip_len=ctx.protocol.clip_len)
+                          overlays=ctx.overlays, clip_len=ctx.protocol.clip_len, input_size=ctx.protocol.input_size)
         headline = {"PCK@0.1": table[0, -1], "PCK@0.2": table[1, -1]}
         return TaskResult(headline=headline, rows=[{"video": v} for v in videos],
                           report=f"PCK@0.1 {table[0, -1]:.2f}   PCK@0.2 {table[1, -1]:.2f}   (pck.csv in {ctx.out})",
-                          details={"dataset": "jhmdb"})
+                          details={"dataset": "jhmdb", "input_size": ctx.protocol.input_size})
