@@ -94,6 +94,11 @@ def test_end_to_end_through_the_runner(tmp_path):
     record = json.load(open(out / "protocol.json"))
     assert record["hash"] == summary["protocol_hash"] and record["radius"] == 4 and record["preset"] == "default"
     assert (out / "overlays" / "summary.png").exists()
+    # frames read at twice their size (--input-size): predictions still at the annotations' size
+    big = main(["vip", "--vip-root", str(root), "--out", str(tmp_path / "big"), "--init", "pixels", "--radius", "4",
+                "--output-resize", "nearest", "--input-size", "64x96", "--no-overlays", "--videos", "v2"])
+    assert Image.open(tmp_path / "big" / "results" / "v2" / "000002.png").size == (24, 16)
+    assert big["mIoU"] > 0.9 and big["protocol"]["input_size"] == "64x96"
 
 
 def test_clear_errors_for_a_broken_layout(tmp_path):

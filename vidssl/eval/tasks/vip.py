@@ -129,18 +129,6 @@ def score_results(root: str, results: str, videos: list[str]) -> np.ndarray:
     return hist
 
 
-def encoder_size(spec: str, height: int, width: int) -> tuple[int, int]:
-    """(h, w) the frames are given to the encoder at: native, short:N (short side N, aspect kept) or HxW."""
-    if spec == "native":
-        return height, width
-    if spec.startswith("short:"):
-        n = int(spec.split(":", 1)[1])
-        scale = n / min(height, width)
-        return (n, round(width * scale)) if height <= width else (round(height * scale), n)
-    h, w = spec.split("x")
-    return int(h), int(w)
-
-
 def write_csvs(out: str, hist: np.ndarray) -> float:
     """OUT/miou.csv (per-class IoU and the mIoU, fractions) and OUT/confusion.csv; returns the mIoU."""
     iou, miou = iou_from_confusion(hist)
@@ -162,7 +150,8 @@ def run_vip(root: str, out: str, ctx: EvalContext, videos: list[str]) -> dict:
     from vidssl.eval.encoder import frame_features
     from vidssl.eval.overlays import blend, save_video, summary_grid
     from vidssl.eval.propagate import propagate_labels
-    from vidssl.eval.tasks.davis import resize_labels
+    from vidssl.eval.protocol import input_shape
+    from vidssl.eval.tasks.davis import resize_frames, resize_labels
     from vidssl.io.frames import read_image, write_davis_mask
 
     p = ctx.protocol
@@ -174,7 +163,7 @@ def run_vip(root: str, out: str, ctx: EvalContext, videos: list[str]) -> dict:
             t0 = time.time()
             first = read_image(frames[0])
             H, W = first.shape[:2]
-            size = encoder_size(p.input_size, H, W)
+            size = input_shape(p.input_size, H, W)
             feats, kept = [], {}
 
             def load(t: int) -> np.ndarray:
@@ -184,13 +173,14 @@ def run_vip(root: str, out: str, ctx: EvalContext, videos: list[str]) -> dict:
                                      f"a video's frames must share one size")
                 return img
 
-            for s in range(0, len(frames), 16):  # frames are read and encoded in chunks: memory bounded by features
-                chunk = list(pool.map(load, range(s, min(s + 16, len(frames)))))
+            # frames are read and encoded in chunks (memory bounded by the features); video encoders see the
+            # whole video at once, their sliding clips must not be cut at chunk boundaries
+            step = len(frames) if getattr(ctx.encoder, "is_video", False) else 16
+            for s in range(0, len(frames), step):
+                chunk = list(pool.map(load, range(s, min(s + step, len(frames)))))
                 kept.update({s + i: img for i, img in enumerate(chunk) if s + i in annotations})
-                if size != (H, W):
-                    chunk = [cv2.resize(img, size[::-1], interpolation=cv2.INTER_LINEAR) for img in chunk]
-                feats.append(frame_features(ctx.encoder, torch.from_numpy(np.stack(chunk)), ctx.device,
-                                            clip_len=p.clip_len))
+                feats.append(frame_features(ctx.encoder, resize_frames(torch.from_numpy(np.stack(chunk)), size),
+                                            ctx.device, clip_len=p.clip_len))
             feats = torch.cat(feats)
             t1 = time.time()
             gt0 = read_ids(annotations[0])
