@@ -36,7 +36,8 @@ from vidssl.models.export import META, WEIGHTS, export_encoder, read_encoder
 
 SHARED = os.environ.get("VIDSSL_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 MEASURES = ("davis_jf", "jhmdb_pck01", "jhmdb_pck02", "knn_top1")
-FIELDS = ("recipe", "method", "seed", "step", "kind", "train_wall_s", "input_size", *MEASURES, "eval_wall_s")
+FIELDS = ("recipe", "method", "seed", "step", "kind", "train_wall_s", "input_size", "n_context", *MEASURES,
+          "eval_wall_s")
 
 
 def recipe_path(recipe: str) -> str:
@@ -163,23 +164,24 @@ def export_bn_baseline(step0: str, folder: str, train_root: str, input_size: str
 
 
 # ---------------------------------------------------------------------------------------------- measures
-def davis_jf(encoder: nn.Module, out: str, input_size: str, device: torch.device) -> float:
+def davis_jf(encoder: nn.Module, out: str, input_size: str, device: torch.device, n_context: int = 20) -> float:
     from vidssl.eval.protocol import Protocol
     from vidssl.eval.tasks.davis import list_sequences, run_davis
 
     root = os.path.join(SHARED, "davis2016")
-    p = Protocol(input_size=input_size)
+    p = Protocol(input_size=input_size, n_context=n_context)
     g, _, _, _ = run_davis(root, out, encoder, list_sequences(root), device, p.propagation(), p.label_resize,
                            p.output_resize, overlays=False, clip_len=p.clip_len, input_size=input_size)
     return float(g["J&F-Mean"])
 
 
-def jhmdb_pck(encoder: nn.Module, out: str, input_size: str, device: torch.device) -> tuple[float, float]:
+def jhmdb_pck(encoder: nn.Module, out: str, input_size: str, device: torch.device,
+              n_context: int = 20) -> tuple[float, float]:
     from vidssl.eval.protocol import Protocol
     from vidssl.eval.tasks.jhmdb import list_videos, run_jhmdb
 
     root = os.path.join(SHARED, "jhmdb")
-    p = Protocol(input_size=input_size)
+    p = Protocol(input_size=input_size, n_context=n_context)
     table = run_jhmdb(root, out, encoder, list_videos(root), device, p.propagation(), overlays=False,
                       clip_len=p.clip_len, input_size=input_size)
     return float(table[0, -1]), float(table[1, -1])
@@ -255,7 +257,7 @@ def append_row(path: str, row: dict) -> None:
 
 
 def evaluate_folder(folder: str, work: str, measures: list[str], input_size: str, device: torch.device,
-                    knn_videos=None) -> dict:
+                    knn_videos=None, n_context: int = 20) -> dict:
     """The measures of the encoder exported in `folder` (or "pixels")."""
     from vidssl.eval.encoder import PixelEncoder
 
@@ -267,21 +269,22 @@ def evaluate_folder(folder: str, work: str, measures: list[str], input_size: str
         flat = read_encoder(folder, dense=False)[0] if "knn_top1" in measures else None
     torch.set_grad_enabled(False)
     if "davis_jf" in measures:
-        row["davis_jf"] = round(davis_jf(dense, os.path.join(work, "davis"), input_size, device), 4)
+        row["davis_jf"] = round(davis_jf(dense, os.path.join(work, "davis"), input_size, device, n_context), 4)
     if "jhmdb" in measures:
         row["jhmdb_pck01"], row["jhmdb_pck02"] = (round(v, 2) for v in
-                                                  jhmdb_pck(dense, os.path.join(work, "jhmdb"), input_size, device))
+                                                  jhmdb_pck(dense, os.path.join(work, "jhmdb"), input_size, device, n_context))
     if "knn_top1" in measures and flat is not None:
         row["knn_top1"] = round(knn_top1(flat, knn_videos), 4)
     shutil.rmtree(work, ignore_errors=True)  # the masks and keypoints: only the numbers are kept
     return row
 
 
-def write_markdown(rows: list[dict], path: str, input_size: str) -> None:
+def write_markdown(rows: list[dict], path: str, input_size: str, n_context: int = 20) -> None:
     cols = ("recipe", "seed", "step", "kind", "train_wall_s", *MEASURES)
     names = {"train_wall_s": "train s", "davis_jf": "DAVIS J&F", "jhmdb_pck01": "JHMDB PCK@0.1",
              "jhmdb_pck02": "PCK@0.2", "knn_top1": "k-NN top-1"}
-    lines = [f"DAVIS-2016 (6 val sequences) and JHMDB (1 clip) by label propagation at input size {input_size}; "
+    lines = [f"DAVIS-2016 (6 val sequences) and JHMDB (1 clip) by label propagation at input size {input_size}, "
+             f"{n_context} context frames + the first; "
              f"k-NN: frame retrieval over 9 videos (first 70% memory, last 30% queries). kind: init = the "
              f"method's step 0, bn = step 0 with BatchNorm statistics re-estimated on the training videos, "
              f"trained = a checkpoint, pixels = Lab colour cells. CPU scale, not the papers' numbers.", "",
@@ -330,6 +333,14 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- main
+def coarse_to_fine(steps: list[int]) -> list[int]:
+    """The last step, the middle one, the first, then the rest from the end: a partial evaluation (a killed run,
+    a deadline) still spans the curve."""
+    steps = sorted(steps)
+    head = [steps[-1], steps[len(steps) // 2], steps[0]] if steps else []
+    return list(dict.fromkeys(head + steps[::-1]))
+
+
 def method_of(recipe: str) -> str:
     return load_config(recipe_path(recipe), []).method["name"]
 
@@ -342,6 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", default="runs/learning", help="training runs and exported encoders")
     p.add_argument("--results", default="benchmarks/learning", help="CSV, markdown and PNG")
     p.add_argument("--input-size", default="short:240", help="evaluation input size (vidssl/eval/protocol.py)")
+    p.add_argument("--n-context", type=int, default=20,
+                   help="propagation context (previous frames besides the first; 20 = the CRW reference); fewer "
+                        "is cheaper on a CPU, and recorded in the CSV")
     p.add_argument("--measures", nargs="+", default=["davis_jf", "jhmdb", "knn_top1"],
                    choices=["davis_jf", "jhmdb", "knn_top1"])
     p.add_argument("--stage", default="all", choices=["train", "eval", "all", "report"])
@@ -369,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
                     if k in steps_of(recipe):
                         train_curve(recipe, seed, [s for s in steps_of(recipe) if s <= k], args.runs, overrides)
     if args.stage in ("eval", "all"):
-        done = {(r["recipe"], r["seed"], r["step"], r["kind"], r["input_size"]) for r in read_rows(csv_path)}
+        done = {(r["recipe"], r["seed"], r["step"], r["kind"], r["input_size"], r["n_context"])
+                for r in read_rows(csv_path)}
         knn_videos = retrieval_videos() if "knn_top1" in args.measures else None
         jobs, recipe_of = [], {recipe_name(r): r for r in args.recipes}
         if not args.no_baselines:
@@ -387,26 +402,27 @@ def main(argv: list[str] | None = None) -> None:
                     if os.path.isfile(os.path.join(bn, META)) or export_bn_baseline(
                             os.path.join(root, "step0"), bn, args.train_root, args.input_size):
                         jobs.append((name, seed, 0, "bn", bn))
-                for k in steps_of(recipe):
-                    if k and os.path.isfile(os.path.join(root, f"step{k}", META)):
+                for k in coarse_to_fine([k for k in steps_of(recipe) if k]):
+                    if os.path.isfile(os.path.join(root, f"step{k}", META)):
                         jobs.append((name, seed, k, "trained", os.path.join(root, f"step{k}")))
         for name, seed, k, kind, folder in jobs:
-            if (name, str(seed), str(k), kind, args.input_size) in done:
+            if (name, str(seed), str(k), kind, args.input_size, str(args.n_context)) in done:
                 continue
             method = "pixels" if kind == "pixels" else method_of(recipe_of[name])
             print(f"evaluating {name} seed {seed} step {k} ({kind})", flush=True)
             t0 = time.time()
             measures = [m for m in args.measures if not (m == "knn_top1" and kind == "pixels")]
             row = evaluate_folder(folder, os.path.join(args.runs, "_eval_tmp"), measures, args.input_size,
-                                  device, knn_videos)
+                                  device, knn_videos, args.n_context)
             train_json = os.path.join(folder, "train.json")
             wall = json.load(open(train_json))["train_wall_s"] if os.path.isfile(train_json) else 0
             append_row(csv_path, {"recipe": name, "method": method, "seed": seed, "step": k, "kind": kind,
-                                  "train_wall_s": wall, "input_size": args.input_size, **row,
+                                  "train_wall_s": wall, "input_size": args.input_size,
+                                  "n_context": args.n_context, **row,
                                   "eval_wall_s": round(time.time() - t0, 1)})
             print(f"  {row}", flush=True)
     rows = read_rows(csv_path)
-    write_markdown(rows, os.path.join(args.results, "learning.md"), args.input_size)
+    write_markdown(rows, os.path.join(args.results, "learning.md"), args.input_size, args.n_context)
     plot(rows, os.path.join(args.results, "learning.png"))
     print(f"wrote {csv_path}, learning.md and learning.png in {args.results}")
 

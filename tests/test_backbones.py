@@ -179,3 +179,17 @@ def test_unknown_backbone():
     with pytest.raises(ValueError, match="unknown backbone 'resnet7'.*crw_resnet18"):
         build_backbone("resnet7")
     assert {"resnet18", "crw_resnet18", "r3d_18", "s3d"} <= set(BACKBONES)
+
+
+@torch.no_grad()
+def test_vit_token_map_is_aligned_with_the_image():
+    """Changing the pixels of patch (r, c) changes token (r, c) of the dense map most, also in the last, partly
+    padded row and column (40x90 px: 3x6 tokens of 16 px): the map is row-major, not transposed or shifted."""
+    torch.manual_seed(0)
+    net = build_backbone(VIT).eval()
+    for H, W, r, c in [(48, 96, 1, 2), (40, 90, 2, 5), (64, 64, 3, 0)]:
+        x = torch.randn(1, 3, H, W)
+        moved = x.clone()
+        moved[:, :, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16] += 3
+        d = (net(moved) - net(x)).norm(dim=1)[0]
+        assert d.shape == (-(-H // 16), -(-W // 16)) and divmod(int(d.argmax()), d.shape[1]) == (r, c)
