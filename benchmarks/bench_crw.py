@@ -86,7 +86,7 @@ def main() -> None:
             row += [f"{args.batch / t_ref:.3f}", f"{t_ref / t_ours:.2f}x"] if t_ref else ["-", "-"]
             rows.append(row)
             print_row(row)
-            del method, opt, batch
+            method = opt = batch = None  # free before the next variant (the closure is done with them)
     memory = "peak GPU MB (allocated)" if device.type == "cuda" else "peak RSS MB (cumulative)"
     print_table(f"CRW training step (forward + backward + Adam) on {machine()}",
                 ["recipe", "variant", "batch", "clips/s", memory, "reference clips/s", "speed-up"], rows)

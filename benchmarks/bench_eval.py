@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import machine, peak_rss_mb, print_table  # noqa: E402
-from vidssl.eval.tasks.davis import list_sequences, run_davis  # noqa: E402
 from vidssl.eval.encoder import load_encoder  # noqa: E402
+from vidssl.eval.tasks.davis import list_sequences, run_davis  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "davis2016")
 

@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import machine, print_table, timed  # noqa: E402
-from vidssl.eval.tasks.davis import evaluate_results, list_sequences, read_gt, read_masks, sequence_files  # noqa: E402
 from vidssl.eval.davis_metrics import evaluate_sequence  # noqa: E402
+from vidssl.eval.tasks.davis import evaluate_results, list_sequences, read_gt, read_masks, sequence_files  # noqa: E402
 from vidssl.io import write_davis_mask  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "davis2016")

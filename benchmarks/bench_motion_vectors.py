@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import machine  # noqa: E402
-from vidssl.prep.reencode import reencode  # noqa: E402
 from vidssl.data.sample_videos import sample_videos  # noqa: E402
 from vidssl.io import MotionVectorReader, motion_vectors, read_motion_vectors  # noqa: E402
+from vidssl.prep.reencode import reencode  # noqa: E402
 
 
 def plain_decode(path: str, n: int, rgb: bool) -> None:

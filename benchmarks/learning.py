@@ -29,7 +29,6 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vidssl.config import load_config
 from vidssl.models.export import META, WEIGHTS, export_encoder, read_encoder

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from test_motion_vectors import CODECS, N, write
+
 from vidssl.data.spec import PlacementMiss
 from vidssl.io import VideoDecodeError
 from vidssl.losses.cmd import cmd_nce_loss

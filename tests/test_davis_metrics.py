@@ -2,8 +2,15 @@
 import numpy as np
 import pytest
 
-from vidssl.eval.davis_metrics import (db_eval_boundary, db_eval_iou, db_statistics, evaluate_sequence, seg2bmap,
-                                       summarize, write_csvs)
+from vidssl.eval.davis_metrics import (
+    db_eval_boundary,
+    db_eval_iou,
+    db_statistics,
+    evaluate_sequence,
+    seg2bmap,
+    summarize,
+    write_csvs,
+)
 
 
 def box(h, w, y0, y1, x0, x1):

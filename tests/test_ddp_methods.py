@@ -11,7 +11,6 @@ import shutil
 import pytest
 import torch
 import torch.distributed as dist
-
 from dist_helpers import spawn, strip_batchnorm
 from method_cases import TINY
 

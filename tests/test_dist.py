@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from dist_helpers import spawn
 from torch import nn
 
-from dist_helpers import spawn
 from vidssl import dist as D
 
 WORLD = 2

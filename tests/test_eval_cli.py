@@ -95,6 +95,7 @@ def test_real_jhmdb(tmp_path, shared_data):
 
 def test_extract_dense_and_clip_resumes_and_reports_bad(tmp_path, sample_videos):
     import shutil
+
     from vidssl.features import main as extract
 
     src = tmp_path / "in"

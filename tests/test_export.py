@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from vidssl.io.checkpoint import load_checkpoint
 from vidssl.eval.encoder import load_encoder
+from vidssl.io.checkpoint import load_checkpoint
 from vidssl.models import build_backbone
 from vidssl.models.export import export_encoder, read_encoder
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidssl.features import VideoOutput, main as extract
+from vidssl.features import VideoOutput
+from vidssl.features import main as extract
 from vidssl.features_merge import TIMING_FIELDS
 from vidssl.prep.shards import shard_index, shard_of
 
@@ -197,11 +198,11 @@ def test_a_video_failing_midway_leaves_no_temporary_and_is_listed_once(tmp_path,
 def test_features_do_not_depend_on_batch_companions(sample_videos, one_thread):
     """UnitBatcher against the reference functions of vidssl/models/dense.py, and against itself with other
     companions: a 2D and a video backbone, dense and clip."""
+    from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
     from vidssl.eval.encoder import frame_features, load_encoder
     from vidssl.features_batching import Piece, UnitBatcher
     from vidssl.io import VideoReader
     from vidssl.models.dense import global_clip_features
-    from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
 
     with VideoReader(sample_videos[2]) as r:
         video = torch.from_numpy(np.stack([cv2.resize(f, (28, 24)) for f in r.get_frames(range(11)).numpy()]))

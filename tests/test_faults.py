@@ -202,6 +202,7 @@ def test_the_only_video_unreadable_is_said_once(tmp_path):
 
 def test_a_video_shorter_than_the_clip_is_skipped_not_padded(tmp_path):
     import torch
+
     from vidssl.data import ClipRequest, DataSpec, VideoDataset
     from vidssl.data.datasets import discover_sources
 
@@ -257,8 +258,9 @@ def test_resume_with_changed_settings_is_refused_or_recorded(tmp_path, sample_vi
 
 def test_non_finite_buffers_never_make_a_good_checkpoint(tmp_path, sample_videos):
     import torch
-    from vidssl.io.checkpoint import load_checkpoint
+
     from vidssl.engine.trainer import Trainer
+    from vidssl.io.checkpoint import load_checkpoint
 
     _train(tmp_path, sample_videos[2])
     good = load_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))

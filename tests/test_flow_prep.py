@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from vidssl.prep.flow import main as flow_main
-from vidssl.data.statistics import flow_dir
-from vidssl.data.statistics import encode_flow, decode_flow, flow_estimator, read_clip_flow, read_flow
+from vidssl.data.statistics import decode_flow, encode_flow, flow_dir, flow_estimator, read_clip_flow, read_flow
 from vidssl.io import VideoDecodeError
+from vidssl.prep.flow import main as flow_main
 
 H, W, N = 48, 64, 4
 

@@ -3,9 +3,9 @@ import shutil
 
 import cv2
 
-from vidssl.prep.frames import main as frames_main
 from vidssl.data.datasets import discover_sources
 from vidssl.io import open_video
+from vidssl.prep.frames import main as frames_main
 
 
 def test_videos_become_frame_folders_that_training_finds(tmp_path, sample_videos, capsys):

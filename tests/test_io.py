@@ -5,8 +5,14 @@ import pytest
 import torch
 from PIL import Image
 
-from vidssl.io import (FrameFolderReader, VideoDecodeError, VideoReader, available_backends, read_davis_mask,
-                       write_davis_mask)
+from vidssl.io import (
+    FrameFolderReader,
+    VideoDecodeError,
+    VideoReader,
+    available_backends,
+    read_davis_mask,
+    write_davis_mask,
+)
 
 
 @pytest.mark.parametrize("backend", available_backends()[1:])

@@ -5,9 +5,20 @@ import math
 import pytest
 import torch
 
-from vidssl.models.mae import (MaskedDecoder, kept_tokens, masked_patch_loss, patchify, patchify_video,
-                               random_masking, sincos_1d, sincos_2d, sincos_3d, sinusoid_table, tube_masking,
-                               unpatchify)
+from vidssl.models.mae import (
+    MaskedDecoder,
+    kept_tokens,
+    masked_patch_loss,
+    patchify,
+    patchify_video,
+    random_masking,
+    sincos_1d,
+    sincos_2d,
+    sincos_3d,
+    sinusoid_table,
+    tube_masking,
+    unpatchify,
+)
 
 
 def test_patchify_order_and_round_trip():

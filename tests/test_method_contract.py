@@ -7,8 +7,8 @@ import torch
 
 from vidssl.config import load_config
 from vidssl.data import ClipRequest, DataSpec
-from vidssl.io.checkpoint import load_checkpoint
 from vidssl.engine.trainer import Trainer
+from vidssl.io.checkpoint import load_checkpoint
 from vidssl.methods import METHODS, Method, register
 from vidssl.models import build_backbone
 

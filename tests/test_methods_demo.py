@@ -11,13 +11,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from method_cases import TINY
 
 from eval_davis.__main__ import main as eval_main
-from method_cases import TINY
 from vidssl.config import load_config
 from vidssl.engine import train
-from vidssl.io.checkpoint import load_checkpoint
 from vidssl.features import main as extract_main
+from vidssl.io.checkpoint import load_checkpoint
 from vidssl.methods import build_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

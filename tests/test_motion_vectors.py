@@ -5,10 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vidssl.prep.reencode import main as reencode_main
-from vidssl.io import VideoDecodeError, read_motion_vectors
-from vidssl.io import motion_vectors
+from vidssl.io import VideoDecodeError, motion_vectors, read_motion_vectors
 from vidssl.io.motion_vectors import MV_DTYPE, Rasterizer, rasterize_motion_vectors
+from vidssl.prep.reencode import main as reencode_main
 
 H, W, N, GOP = 96, 128, 20, 8
 

@@ -5,8 +5,15 @@ import math
 import numpy as np
 import torch
 
-from vidssl.data.views import (ViewRecipe, apply_view_params, augment_clip_views, draw_view_params,
-                               gaussian_random_field, random_field_color, random_field_warp)
+from vidssl.data.views import (
+    ViewRecipe,
+    apply_view_params,
+    augment_clip_views,
+    draw_view_params,
+    gaussian_random_field,
+    random_field_color,
+    random_field_warp,
+)
 
 
 def gen(seed):

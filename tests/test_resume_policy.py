@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 import yaml
-
 from test_knn import colour_folder
 from test_trainer import TINY
+
 from vidssl.config import load_config
 from vidssl.data import ClipRequest, DataSpec
 from vidssl.engine import train

@@ -9,6 +9,7 @@ import torch
 from eval_davis.__main__ import main as eval_main
 from vidssl.features import main as extract_main
 
+
 def test_byol_target_is_an_ema_of_the_online_network():
     from vidssl.methods import build_method
 

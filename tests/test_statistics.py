@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from vidssl.data.statistics import (appearance_labels, decode_flow, encode_flow, motion_labels, partitions,
-                                    read_flow)
+from vidssl.data.statistics import appearance_labels, decode_flow, encode_flow, motion_labels, partitions, read_flow
 
 S = 112
 

@@ -6,11 +6,18 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-
 from dist_helpers import strip_batchnorm
+
 from vidssl.config import load_config
-from vidssl.losses.timecycle import (OFFSET_FACTOR, affine_grid, affinity, fixed_scale_theta, grid_loss,
-                                     soft_inlier_score, warp)
+from vidssl.losses.timecycle import (
+    OFFSET_FACTOR,
+    affine_grid,
+    affinity,
+    fixed_scale_theta,
+    grid_loss,
+    soft_inlier_score,
+    warp,
+)
 from vidssl.methods import build_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

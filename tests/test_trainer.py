@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from vidssl.config import load_config
+from vidssl.data import ClipRequest, DataSpec
 from vidssl.engine import train
 from vidssl.io.checkpoint import load_checkpoint
-from vidssl.data import ClipRequest, DataSpec
 from vidssl.methods import Method, register
 from vidssl.models import build_backbone
 

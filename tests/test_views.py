@@ -5,9 +5,21 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from vidssl.data.views import (BYOL_VIEWS, ViewRecipe, adjust_brightness, adjust_contrast, adjust_hue,
-                               adjust_saturation, augment_clip_views, augment_views, blur_kernel_size,
-                               draw_view_params, gaussian_blur, solarize, to_grayscale)
+from vidssl.data.views import (
+    BYOL_VIEWS,
+    ViewRecipe,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    augment_clip_views,
+    augment_views,
+    blur_kernel_size,
+    draw_view_params,
+    gaussian_blur,
+    solarize,
+    to_grayscale,
+)
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # every random op off, crop = the whole (centred square of the) frame

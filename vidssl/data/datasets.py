@@ -18,7 +18,6 @@ from vidssl.data.spec import ClipRequest, DataSpec, PlacementMiss
 from vidssl.io import VIDEO_EXTENSIONS, VideoDecodeError, open_video
 from vidssl.io.frames import IMAGE_EXTENSIONS
 
-
 SKIPPED_FOLDERS = ("Annotations",)  # DAVIS / YouTube-VOS masks: PNG folders that are labels, not videos
 
 

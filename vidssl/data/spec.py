@@ -8,7 +8,8 @@ sample (and, stacked, of the batch) under its name:
 - `count` independent draws stacked on a leading axis (rho clips: (count, T, H, W, 3)); count 1 keeps (T, H, W, 3);
 - placement: "independent" (start uniform over the video), or relative to an earlier request `anchor`:
   "overlap" (shares a fraction drawn from `overlap_choices` of its frames with the anchor, before or after it;
-  label `<name>_overlap`; `overlap_rule` "span" moves the start by (1 - r) of the clip's span instead, as CSTP), "gap" (starts `gap` clip steps after the anchor ends), "same" (the anchor's start);
+  label `<name>_overlap`; `overlap_rule` "span" moves the start by (1 - r) of the clip's span instead, as CSTP),
+  "gap" (starts `gap` clip steps after the anchor ends), "same" (the anchor's start);
 - a crop policy applied in the workers (`vidssl.data.augment.FrameCrop`): per_frame | per_clip | square | resize;
   `crop_as` names an earlier request whose region (its first frame's box) this one cuts too (e.g. two clips of one
   video on the same square canvas, for crops made on the device with known geometry);

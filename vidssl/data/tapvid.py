@@ -162,7 +162,8 @@ def count_videos(path: str) -> int | None:
 
 def read_tapvid(path: str, names: list[str] | None = None) -> Iterator[TapVidVideo]:
     """The videos of a TAP-Vid pickle (DAVIS dict, RGB-Stacking list, Kinetics shard), of a folder of
-    pickles (the Kinetics shards; videos named <shard>_<name>) or of a plain-layout folder, one at a time (JPEG frames are decoded as each video is reached). `names`: only these videos."""
+    pickles (the Kinetics shards; videos named <shard>_<name>) or of a plain-layout folder, one at a time (JPEG
+    frames are decoded as each video is reached). `names`: only these videos."""
     if os.path.isdir(path):
         files = os.listdir(path)
         if not any(n.endswith(".npz") for n in files) and any(n.endswith(".pkl") for n in files):

@@ -43,7 +43,8 @@ squared-exponential correlation exp(-d^2 / (2 l^2)) at distance d for length sca
 The paper's spatial family also has local rotation and scale fields (`field_rotation`, `field_log_scale`: each
 pixel's position about the centre rotated / zoomed by its own smooth amount) and shear, and its strengths and
 length scales are its own parametrisation; vidssl implements translation, rotation, scale (no shear) and the
-hue/saturation/brightness forms, and every field is the same for all frames of a clip. The noise comes from a seed drawn from the step's generator
+hue/saturation/brightness forms, and every field is the same for all frames of a clip. The noise comes from a
+seed drawn from the step's generator
 and regenerated on the data's device (exact resume on the same device type).
 
 Differences from the official BYOL code (deepmind-research byol/utils/augmentations.py, TF conventions), kept
@@ -65,7 +66,8 @@ from torchvision.ops import roi_align
 
 from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, sample_rrc_boxes
 
-__all__ = ["ViewRecipe", "ViewParams", "BYOL_VIEWS", "SIMCLR_VIEW", "mocov2_view", "augment_views", "augment_clip_views", "draw_view_params",
+__all__ = ["ViewRecipe", "ViewParams", "BYOL_VIEWS", "SIMCLR_VIEW", "mocov2_view", "augment_views", "augment_clip_views",
+           "draw_view_params",
            "apply_view_params", "blur_kernel_size", "adjust_brightness", "adjust_contrast", "adjust_saturation",
            "adjust_hue", "to_grayscale", "gaussian_blur", "solarize", "gaussian_random_field", "random_field_warp",
            "random_field_color"]

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 
-
 from vidssl.data.views import BYOL_VIEWS
 from vidssl.dist import gather_with_grad
 from vidssl.losses.barlow_twins import barlow_twins_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
 from vidssl.models.heads import linear_bn_mlp, parse_sizes
-
 
 
 @register("barlow_twins")

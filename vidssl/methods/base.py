@@ -30,9 +30,9 @@ import torchvision
 
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_views
-from vidssl.optim.lars import exclude_bias_and_norm
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import ema_update
+from vidssl.optim.lars import exclude_bias_and_norm
 
 METHODS: dict[str, type["Method"]] = {}
 

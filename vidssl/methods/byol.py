@@ -18,12 +18,12 @@ import dataclasses
 import torch
 
 from vidssl.data.views import BYOL_VIEWS, ViewRecipe
-from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.byol import byol_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import momentum_copy
 from vidssl.models.heads import byol_predictor, byol_projector
+from vidssl.optim.schedules import cosine_ramp
 
 
 @register("byol")

@@ -57,7 +57,6 @@ from vidssl.losses.cmd import cmd_nce_loss
 from vidssl.methods.base import Method, embedding_std, register
 from vidssl.models.backbones import build_backbone
 
-
 # --- worker side: motion vectors and I-frame --------------------------------------------------------------------
 
 def crop_motion(mv: torch.Tensor, box, size: int, cell: int) -> torch.Tensor:

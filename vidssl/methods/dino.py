@@ -33,12 +33,12 @@ import torch
 
 from vidssl.data.views import ViewRecipe
 from vidssl.dist import all_reduce_mean
-from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.dino import dino_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import momentum_copy
 from vidssl.models.heads_multicrop import DINOHead, check_multicrop, multicrop_forward
+from vidssl.optim.schedules import cosine_ramp
 
 
 def dino_recipes(global_size: int, global_scale, local_size: int, local_scale, local_crops: int) -> list[ViewRecipe]:

@@ -25,8 +25,18 @@ from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_views
 from vidssl.methods.base import Method, check_frame_backbone, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
-from vidssl.models.mae import (MaskedDecoder, check_mae_vit, encode_visible, fix_sincos_pos_embed, kept_tokens,
-                               mae_init, masked_patch_loss, patchify, random_masking, sincos_2d)
+from vidssl.models.mae import (
+    MaskedDecoder,
+    check_mae_vit,
+    encode_visible,
+    fix_sincos_pos_embed,
+    kept_tokens,
+    mae_init,
+    masked_patch_loss,
+    patchify,
+    random_masking,
+    sincos_2d,
+)
 
 
 def mae_view(size: int, min_scale: float, flip_p: float = 0.5, max_scale: float = 1.0) -> ViewRecipe:

@@ -38,11 +38,11 @@ import torch
 
 from vidssl.data.views import BYOL_VIEWS, ViewRecipe
 from vidssl.dist import gather, gather_with_grad
-from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.contrastive import mocov3_loss
 from vidssl.methods.base import FrameViewsMethod, decay_groups, embedding_std, frame_backbone, register
 from vidssl.models.ema import momentum_copy
 from vidssl.models.heads import mlp
+from vidssl.optim.schedules import cosine_ramp
 
 
 @register("mocov3")

@@ -37,7 +37,6 @@ import torch.nn as nn
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_clip_views
 from vidssl.dist import get_world_size, shuffle_seeds
-from vidssl.optim.schedules import cosine_ramp
 from vidssl.losses.contrastive import moco_loss
 from vidssl.methods.base import Method, embedding_std, register
 from vidssl.methods.mocov2 import MoCoEncoders
@@ -45,6 +44,7 @@ from vidssl.models.backbones import build_backbone
 from vidssl.models.ema import momentum_copy
 from vidssl.models.heads import mlp
 from vidssl.models.queue import FeatureQueue
+from vidssl.optim.schedules import cosine_ramp
 
 KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)  # SlowFast DATA.MEAN / DATA.STD
 

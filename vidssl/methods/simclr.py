@@ -32,6 +32,7 @@ from vidssl.losses.contrastive import info_nce_loss
 from vidssl.methods.base import Method, decay_groups, embedding_std, frame_backbone, register
 from vidssl.models.heads import mlp
 
+
 # SimCLR's ImageNet augmentation, colour strength 1.0 (paper appendix A; data_util.py `preprocess_for_train`,
 # `color_jitter`, `random_blur` with kernel height // 10): no solarisation.
 @register("simclr")

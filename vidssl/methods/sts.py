@@ -34,8 +34,16 @@ import torch.nn.functional as F
 
 from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
 from vidssl.data.spec import ClipRequest, DataSpec
-from vidssl.data.statistics import (NUM_APPEARANCE, NUM_MOTION, appearance_labels, clip_flow, flow_dir, motion_labels,
-                                    partitions, read_clip_flow)
+from vidssl.data.statistics import (
+    NUM_APPEARANCE,
+    NUM_MOTION,
+    appearance_labels,
+    clip_flow,
+    flow_dir,
+    motion_labels,
+    partitions,
+    read_clip_flow,
+)
 from vidssl.io import VideoDecodeError
 from vidssl.methods.base import Method, embedding_std, register
 from vidssl.models.backbones import build_backbone

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 
-
 from vidssl.data.views import BYOL_VIEWS
 from vidssl.dist import gather_with_grad
 from vidssl.losses.vicreg import vicreg_terms

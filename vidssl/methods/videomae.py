@@ -24,8 +24,15 @@ from vidssl.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.methods.base import Method, decay_groups, embedding_std, register
 from vidssl.models.backbones import build_backbone
-from vidssl.models.mae import (MaskedDecoder, gather_tokens, masked_patch_loss, patchify_video, sinusoid_table,
-                               tube_masking, videomae_target)
+from vidssl.models.mae import (
+    MaskedDecoder,
+    gather_tokens,
+    masked_patch_loss,
+    patchify_video,
+    sinusoid_table,
+    tube_masking,
+    videomae_target,
+)
 
 
 @register("videomae")

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-
 
 # --- patches --------------------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from vidssl.prep.fetch import fetch_all, move_contents, report
 

@@ -15,9 +15,9 @@ import os
 
 import cv2
 
-from vidssl.prep.shards import add_shard_args, non_negative_int, run_per_video
 from vidssl.data.augment import resize_frame, short_side_size
 from vidssl.io import open_video
+from vidssl.prep.shards import add_shard_args, non_negative_int, run_per_video
 
 CHUNK = 32  # frames decoded at a time
 

@@ -222,7 +222,7 @@ def run_vip(root: str, out: str, ctx: EvalContext, videos: list[str]) -> dict:
             timing["features_s"] += t1 - t0
             timing["propagation_s"] += t2 - t1
             timing["writing_s"] += time.time() - t2
-            del feats, soft
+            feats = soft = None  # free before the next video
     if ctx.overlays and grid_rows:
         summary_grid(grid_rows, os.path.join(out, "overlays", "summary.png"))
     return timing
