@@ -235,7 +235,8 @@ def propagate_labels(feats: torch.Tensor, labels0: torch.Tensor, *, n_context: i
     `radius_shape` and `context_pad`: see the module docstring and context_indices. Runs on feats' device;
     `budget_mb` bounds one tile's score buffer (default 32 MB on the CPU, 1 GB on a GPU). `tile` is the side of
     the square query tiles (the results do not depend on it): 5 on the CPU (the fastest measured), 16 on a GPU,
-    where small tiles would be launch-bound (a 49-frame 480p video takes ~133k PyTorch ops with 5x5 tiles, ~19k with 16x16 tiles, for twice the
+    where small tiles would be launch-bound (a 49-frame 480p video takes ~133k PyTorch ops with 5x5 tiles, ~19k
+    with 16x16 tiles, for twice the
     multiply-adds); the GPU choice is not yet timed on a GPU.
     """
     T, C, h, w = feats.shape
