@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "backbones) per forward pass")
     p.add_argument("--backend", default="auto")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (under torchrun: LOCAL_RANK's GPU)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = p.parse_args(argv)
     if args.merge:
         if args.input or args.out:
