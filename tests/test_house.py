@@ -111,6 +111,7 @@ def test_every_command_has_help_and_documents_debug(capsys):
         with pytest.raises(SystemExit) as e:
             vidssl(argv)
         assert e.value.code == 0, argv
+    capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         vidssl(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("vidssl ")
