@@ -360,7 +360,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stage", default="all", choices=["train", "eval", "all", "report"])
     p.add_argument("--no-baselines", action="store_true", help="skip the pixel and BN-recalibrated baselines")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--train-root", default=os.path.join(SHARED, "videos", "davis2016-train"))
+    p.add_argument("--train-root", default=os.path.join(os.path.dirname(__file__), "learning", "train_videos.txt"),
+                   help="training videos (a folder or a list file); the default lists the 27 DAVIS-2016 training videos "
+                        "that BADJA does not annotate")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every recipe (e.g. trainer.device=cuda)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -203,3 +203,18 @@ def test_methods_refuse_backbones_they_cannot_mask():
                      mask_ratio=1.0, decoder_dim=16, decoder_depth=1, decoder_heads=2, decoder_ff_dim=16)
     with pytest.raises(ValueError, match="vit3d"):
         build_method("videomae", backbone="r3d_18")
+
+
+def test_cropmae_collapse_monitor_reads_the_seen_view_when_no_patch_is_visible():
+    """At 98.5% masking of a 6x6 grid no patch of the local crop is visible, so its CLS token is the same for every
+    image; z_std must come from the global view, which differs (a false 'collapsing' warning otherwise)."""
+    from vidssl.methods import build_method
+
+    torch.manual_seed(0)
+    method = build_method("cropmae", backbone="timm:vit_tiny_patch16_224", backbone_kwargs={"depth": 1}, crop_size=96,
+                          mask_ratio=0.985, decoder_dim=16, decoder_depth=1, decoder_heads=2, decoder_ff_dim=16)
+    frames = torch.randint(0, 256, (4, 1, 112, 112, 3), dtype=torch.uint8)
+    batch = method.device_augment({"frame": frames}, torch.Generator().manual_seed(0))
+    assert batch["ids_keep"].shape == (4, 0)
+    out = method(batch)
+    assert torch.isfinite(out["loss"]) and out["z_std"] > 1e-3
