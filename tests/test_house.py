@@ -82,7 +82,7 @@ def test_a_new_method_and_a_new_task_are_their_own_files(tmp_path, sample_videos
     config.write_text("method: {name: toy_colour, size: 32}\ntrainer: {batch_size: 2, max_steps: 2, log_every: 1, "
                       "tensorboard: false}\ndata: {num_workers: 0}\n")
     run = tmp_path / "run"
-    vidssl(["train", "--config", str(config), f"data.root={videos}", f"out={run}"])
+    vidssl(["train", str(config), f"data.root={videos}", f"out={run}"])  # the recipe positionally (or --config)
     assert [json.loads(ln)["step"] for ln in open(run / "metrics.jsonl")] == [1, 2]
     assert json.load(open(run / "encoder.json"))["source"]["method"] == "toy_colour"
 

@@ -14,13 +14,16 @@ from vidssl import __version__
 def _train(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="vidssl train", description="Train a method from a YAML recipe; dotted "
                                 "key=value overrides follow (e.g. trainer.max_steps=100 out=runs/mine).")
-    p.add_argument("--config", help="YAML config (configs/*.yaml); without it, the built-in defaults (CRW)")
+    p.add_argument("--config", help="YAML config (configs/*.yaml; also accepted as the first positional argument); "
+                   "without it, the built-in defaults (CRW)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=100")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = p.parse_args(argv)
     from vidssl.config import load_config
     from vidssl.engine import train
 
+    if args.config is None and args.overrides and args.overrides[0].endswith((".yaml", ".yml")):
+        args.config = args.overrides.pop(0)  # `vidssl train configs/x.yaml ...`: the recipe given positionally
     train(load_config(args.config, args.overrides))
 
 
