@@ -138,3 +138,13 @@ def test_a_plain_install_carries_the_demo_recipe(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(target)})
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert open(proc.stdout.strip()).read() == open(os.path.join(ROOT, "configs", "crw_demo.yaml")).read()
+
+
+def test_train_takes_the_recipe_with_or_without_config(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr("vidssl.engine.train", lambda cfg: seen.append(cfg))
+    recipe = os.path.join(os.path.dirname(__file__), "..", "configs", "byol_demo.yaml")
+    vidssl(["train", "--config", recipe, "trainer.max_steps=7", f"out={tmp_path}"])
+    vidssl(["train", recipe, "trainer.max_steps=7", f"out={tmp_path}"])
+    assert [c.method["name"] for c in seen] == ["byol", "byol"] and seen[0] == seen[1]
+    assert seen[1].trainer.max_steps == 7
