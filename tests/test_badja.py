@@ -42,6 +42,7 @@ def test_pck_by_hand_threshold_from_mask_area():
     r = badja_pck(gt, vis, pred, pred_vis, areas)
     assert (r["correct"], r["scored"]) == (3, 5)
     assert r["pck"] == pytest.approx(0.6)
+    assert r["correct_position"] == 4 and r["pck_position"] == pytest.approx(0.8)  # the occluded-flagged one counts
     assert r["threshold"].tolist() == [2.0, 4.0, 10.0]
     # a larger mask on frame 1 (threshold 6) makes the 5-pixel miss correct
     assert badja_pck(gt, vis, pred, pred_vis, np.array([100.0, 900.0, 2500.0]))["correct"] == 4
