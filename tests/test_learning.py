@@ -101,7 +101,8 @@ def test_every_method_has_a_cpu_learning_recipe_on_the_shared_training_list():
         cfg = load_config(path, [])
         assert cfg.method["name"] == name and cfg.trainer.threads == 1 and cfg.data.num_workers == 1
         assert "train_videos.txt" in open(path).read()  # the header names the training list
-    if os.path.isdir(os.path.join(ROOT, "..", "shared", "data", "videos", "davis2016-train")):  # BADJA's three sequences are left out, so its scores are on unseen videos
+    # BADJA's three sequences are left out of the training list, so its scores are on unseen videos
+    if os.path.isdir(os.path.join(ROOT, "..", "shared", "data", "videos", "davis2016-train")):
         listed = discover_sources(os.path.join(ROOT, "benchmarks", "learning", "train_videos.txt"))
         names = {os.path.splitext(os.path.basename(p))[0] for p in listed}
         assert len(names) == 27 and not names & {"bear", "dog-agility", "horsejump-low"}
