@@ -413,7 +413,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"evaluating {name} seed {seed} step {k} ({kind})", flush=True)
             t0 = time.time()
             measures = [m for m in args.measures if not (m == "knn_top1" and kind == "pixels")]
-            row = evaluate_folder(folder, os.path.join(args.runs, "_eval_tmp"), measures, args.input_size,
+            # a folder of this process's own: two benchmark runs side by side must not share their masks
+            row = evaluate_folder(folder, os.path.join(args.runs, f"_eval_tmp{os.getpid()}"), measures, args.input_size,
                                   device, knn_videos, args.n_context)
             train_json = os.path.join(folder, "train.json")
             wall = json.load(open(train_json))["train_wall_s"] if os.path.isfile(train_json) else 0

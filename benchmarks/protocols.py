@@ -24,13 +24,14 @@ SHARED = os.environ.get("VIDSSL_SHARED", os.path.join(ROOT, "..", "shared", "dat
 
 def evaluate(model_args: list[str], preset: str, out: str, davis_root: str, extra: list[str]) -> dict:
     """One `eval_davis davis` run (skipped when its results exist); its global scores and protocol hash."""
-    found = glob.glob(os.path.join(out, "global_results-*.csv"))
+    pattern = os.path.join(out, "results", "global_results-*.csv")
+    found = glob.glob(pattern)
     if not found:
         cmd = [sys.executable, "-m", "eval_davis", "davis", "--davis-root", davis_root, "--out", out,
                "--protocol", preset, "--no-overlays", *model_args, *extra]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
-        found = glob.glob(os.path.join(out, "global_results-*.csv"))
+        found = glob.glob(pattern)
     with open(found[0]) as f:
         scores = next(csv.DictReader(f))
     with open(os.path.join(out, "protocol.json")) as f:

@@ -273,7 +273,8 @@ class DavisTask(EvalTask):
         report += [f"{timing['frames']} frames: reading {timing['reading_s']:.1f}s, features {timing['features_s']:.1f}s, "
                    f"propagation {timing['propagation_s']:.1f}s ({fps:.2f} frames/s), writing {timing['writing_s']:.1f}s, "
                    f"metrics {timing['metrics_s']:.1f}s",
-                   f"masks and CSVs in {results_dir}; overlays in {os.path.join(results_dir, 'overlays')}"]
+                   f"masks and CSVs in {results_dir}"
+                   + (f"; overlays in {os.path.join(results_dir, 'overlays')}" if ctx.overlays else "")]
         return TaskResult(headline=g, rows=[{"sequence": n, "J-Mean": j, "F-Mean": f} for n, j, f in rows],
                           report="\n".join(report),
                           details={"dataset": label, "davis_root": root, "input_size": p.input_size, "timing": timing,
