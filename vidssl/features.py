@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vidssl.data.datasets import discover_sources
-from vidssl.eval.encoder import load_encoder
+from vidssl.eval.encoder import load_encoder, parse_device
 from vidssl.features_batching import DecodedPieces, Failed, Piece, UnitBatcher, reason_of
 from vidssl.features_merge import latest_records, merge, part_name, read_records
 from vidssl.io.atomic import remove_stale_temporaries
@@ -122,9 +122,7 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = parse_device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))  # one GPU per rank
     return device
@@ -140,6 +138,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-mb must be > 0, got {args.batch_mb}")
     if not 0 <= args.shard < args.num_shards:
         raise ValueError(f"--shard must be in [0, --num-shards), got {args.shard} of {args.num_shards}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file; it must be a folder")
 
 
 def extract(args: argparse.Namespace) -> dict:

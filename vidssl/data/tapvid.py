@@ -74,10 +74,17 @@ def _check(item, source: str, video: np.ndarray | None = None) -> TapVidVideo:
     points = np.asarray(item["points"], np.float32)
     occluded = np.asarray(item["occluded"]).astype(bool)
     T = video.shape[0]
+    if T < 2:
+        raise ValueError(f"{source}: {T} frame(s): a point track needs at least 2")
     if points.ndim != 3 or points.shape[1:] != (T, 2):
         raise ValueError(f"{source}: points must be (N, {T}, 2) for {T} frames, got {points.shape}")
     if occluded.shape != points.shape[:2]:
         raise ValueError(f"{source}: occluded must be {points.shape[:2]}, got {occluded.shape}")
+    bad = ~np.isfinite(points).all(-1) & ~occluded
+    if bad.any():
+        n, t = np.argwhere(bad)[0]
+        raise ValueError(f"{source}: points must be finite where visible; point {n} at frame {t} is "
+                         f"{points[n, t].tolist()} ({int(bad.sum())} such)")
     return TapVidVideo("", video, points, occluded)
 
 
@@ -134,8 +141,11 @@ def _npz_videos(root: str, names: list[str] | None) -> Iterator[TapVidVideo]:
         stems = [s for s in stems if s in set(names)]
     for stem in stems:
         path = os.path.join(root, stem + ".npz")
-        with np.load(path, allow_pickle=False) as z:
-            item = {k: z[k] for k in z.files}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                item = {k: z[k] for k in z.files}
+        except Exception as e:  # not an npz, damaged, or object arrays (which would need unpickling): never run
+            raise ValueError(f"{path}: not a readable .npz of plain arrays ({type(e).__name__}: {e})") from None
         video = None if "video" in item else _frames_beside(root, stem)
         v = _check(item, path, video)
         v.name = stem

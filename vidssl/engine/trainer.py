@@ -26,6 +26,7 @@ from vidssl.data import StepBatchSampler, VideoDataset, collate, discover_source
 from vidssl.engine.logs import BadVideoLog, MetricsLog, RunningMeans
 from vidssl.engine.resume import previous_run
 from vidssl.eval.knn import KNNMonitor
+from vidssl.io import open_video
 from vidssl.io.atomic import remove_stale_temporaries
 from vidssl.io.checkpoint import save_checkpoint
 from vidssl.methods import Method, build_method
@@ -99,14 +100,48 @@ def build_data(cfg: TrainConfig, method: Method, start_step: int, rt: Runtime):
     return dataset, loader
 
 
-def check_queues(method: Method, items: int) -> None:
+QUEUE_PROBE_LIMIT = 1000  # readable videos the queue check opens at most (their headers) to count unreadable ones
+
+
+def check_queues(method: Method, dataset: VideoDataset) -> None:
     """A queue of past keys (MoCo, DenseCL, rhoMoCo, SwAV) longer than an epoch of the data would hold the same
-    items twice, their keys acting as negatives of themselves: refused, naming the setting."""
-    for key, rows in method.queue_lengths().items():
-        if rows > items:
-            raise ValueError(f"{key}={rows} is larger than an epoch of the data ({items} items = videos x "
-                             f"data.clips_per_video): the queue would hold the same items twice. Lower it or train on "
-                             f"more data")
+    items twice, their keys acting as negatives of themselves: refused, naming the setting. Unreadable videos are
+    no data: when the queue needs at most QUEUE_PROBE_LIMIT videos, videos are opened until that many read (or
+    too few are left), so that a folder of mostly broken files is refused as well."""
+    lengths = method.queue_lengths()
+    if not lengths:
+        return
+    cpv, sources = dataset.clips_per_video, dataset.sources
+
+    def refuse(key: str, rows: int, readable: int, unreadable: list[str]) -> None:
+        what = (f"at most {readable * cpv} items = {readable} video(s) that open x data.clips_per_video; "
+                f"{len(unreadable)} cannot be opened, e.g. {unreadable[0]}" if unreadable else
+                f"{readable * cpv} items = videos x data.clips_per_video")
+        raise ValueError(f"{key}={rows} is larger than an epoch of the data ({what}): the queue would hold the same "
+                         f"items twice. Lower it or train on more data")
+
+    for key, rows in lengths.items():
+        if rows > len(sources) * cpv:
+            refuse(key, rows, len(sources), [])
+    key, rows = max(lengths.items(), key=lambda kv: kv[1])
+    need = -(-rows // cpv)  # readable videos the longest queue needs
+    if need > QUEUE_PROBE_LIMIT:
+        return
+    readable, unreadable = 0, []
+    for source in sources:
+        if readable >= need or len(sources) - len(unreadable) < need:
+            break
+        try:
+            with open_video(source, backend=dataset.backend, fps=dataset.folder_fps) as reader:
+                ok = reader.num_frames > 0
+        except Exception:  # noqa: BLE001 - any decoder error: this source holds no data
+            ok = False
+        if ok:
+            readable += 1
+        else:
+            unreadable.append(source)
+    if len(sources) - len(unreadable) < need:
+        refuse(key, rows, len(sources) - len(unreadable), unreadable)
 
 
 @dataclass
@@ -261,7 +296,7 @@ class Trainer:
                   f"(raise trainer.stop_at, or drop it to run to trainer.max_steps={t.max_steps})")
             return {"step": self.step, "last": {}, "checkpoint": self.ckpt_path, "bad_videos": []}
         dataset, loader = build_data(cfg, self.method, self.step, rt)
-        check_queues(self.method, len(dataset))
+        check_queues(self.method, dataset)
         metrics = MetricsLog(cfg.out, self.step, t.tensorboard) if rt.main else None
         bad = BadVideoLog(cfg.out, rt.rank, rt.world_size)
         monitors = build_monitors(cfg, rt)

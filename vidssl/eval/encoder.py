@@ -40,6 +40,19 @@ class PixelEncoder(nn.Module):
         return F.avg_pool2d(lab, 8, 8, ceil_mode=True)
 
 
+def parse_device(text: str, option: str = "--device") -> torch.device:
+    """auto (cuda when available) | cpu | cuda | cuda:N; anything else is an error naming the option."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{option} must be auto, cpu, cuda or cuda:N, got {text!r}")
+    return device
+
+
 def load_encoder(checkpoint: str | None = None, backbone: str = "crw_resnet18", init: str = "random",
                  dense: bool = True, allow_partial: bool = False) -> tuple[nn.Module, str]:
     """(encoder in eval mode, description).
@@ -72,6 +85,10 @@ def load_encoder(checkpoint: str | None = None, backbone: str = "crw_resnet18", 
         return enc.eval(), f"{backbone}, random init (seed 0)"
     path = init[len("weights:"):]
     layout, missing = load_published(enc, backbone, read_weights_file(path), path)
+    bad = [k for k, v in enc.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: non-finite values in {len(bad)} {backbone} tensor(s) after loading, e.g. {bad[0]}; "
+                         f"these weights diverged or are damaged")
     if missing and not allow_partial:
         raise ValueError(f"{path} ({layout}) has no weights for {len(missing)} {backbone} tensors (e.g. "
                          f"{missing[:3]}); pass --allow-partial to keep those at random init")

@@ -48,6 +48,26 @@ def image_folder(root: str) -> tuple[list[str], list[int], list[str]]:
     return paths, labels, classes
 
 
+def check_images(paths: list[str], root: str) -> None:
+    """Every image opens (header and, for PNG, checksums) and no JPEG lacks its end marker: a damaged image is
+    found at start-up, naming it, not at the first k-NN step hours into training. Decodes nothing (cheap)."""
+    from PIL import Image
+
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                fmt = img.format
+                img.verify()
+            if fmt == "JPEG":
+                with open(path, "rb") as f:
+                    f.seek(max(0, os.path.getsize(path) - 1024))
+                    if b"\xff\xd9" not in f.read():
+                        raise ValueError("truncated JPEG (no end-of-image marker)")
+        except Exception as e:  # noqa: BLE001 - PIL raises many kinds; one message naming the file
+            raise ValueError(f"trainer.knn_root {root}: {path} is not a readable image ({e}); remove or replace it"
+                             ) from None
+
+
 def _load(path: str, size: int) -> np.ndarray:
     img = read_image(path)
     img = resize_frame(img, short_side_size(*img.shape[:2], size))
@@ -61,6 +81,7 @@ class KNNMonitor:
         self.val = image_folder(os.path.join(root, "val"))
         if self.train[2] != self.val[2]:
             raise ValueError(f"{root}: train/ and val/ must hold the same class folders")
+        check_images(self.train[0] + self.val[0], root)
         self.size, self.k, self.temperature, self.batch_size = size, k, temperature, batch_size
 
     @torch.no_grad()

@@ -18,8 +18,6 @@ import json
 import os
 import resource
 
-import torch
-
 from vidssl.eval.protocol import Protocol, add_protocol_arguments, protocol_from_args
 from vidssl.eval.tasks import TASKS, EvalContext
 
@@ -59,15 +57,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
 
 
-def check_out(out: str, data_roots: list[str]) -> None:
+def check_out(out: str, data_roots: list[str], option: str = "--out") -> None:
     """--out is a folder outside every dataset folder (checked before anything is created)."""
     if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {out} is a file; it must be a folder")
+        raise ValueError(f"{option} {out} is a file; it must be a folder")
     o = os.path.realpath(out)
     for root in data_roots:
         r = os.path.realpath(root)
         if o == r or o.startswith(r + os.sep):
-            raise ValueError(f"--out {out} lies inside the dataset {root}: results are never written into the data; "
+            raise ValueError(f"{option} {out} lies inside the dataset {root}: results are never written into the data; "
                              f"choose an --out outside it")
 
 
@@ -93,11 +91,11 @@ def main(argv: list[str] | None = None, prog: str = "vidssl eval") -> dict:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     protocol = protocol_from_args(parser, args, args.task)
+    from vidssl.eval.encoder import load_encoder, parse_device, set_vit_pos_embed
+
+    device = parse_device(args.device)
     task = TASKS[args.task](args)  # checks the task's data options before anything is written
     check_out(args.out, task.data_roots())
-    from vidssl.eval.encoder import load_encoder, set_vit_pos_embed
-
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     init = f"weights:{args.weights}" if args.weights else args.init
     encoder, description = load_encoder(args.checkpoint, args.backbone, init, allow_partial=args.allow_partial)
     set_vit_pos_embed(encoder, protocol.vit_pos_embed)

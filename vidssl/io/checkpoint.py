@@ -16,6 +16,8 @@ def save_checkpoint(obj: dict, path: str) -> None:
 
 def load_checkpoint(path: str) -> dict:
     """A torch file of plain data. A file that would need code to unpickle is refused, never executed."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not a checkpoint or weights file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:

@@ -47,7 +47,8 @@ class CropMAE(MaskedViTMethod):
                  mask_ratio: float = 0.985, decoder_dim: int = 256, decoder_depth: int = 4, decoder_heads: int = 8,
                  decoder_ff_dim: int = 2048, decoder_dropout: float = 0.1, norm_pix_loss: bool = True):
         super().__init__(backbone, backbone_kwargs, crop_size, decoder_dim, decoder_depth, decoder_heads,
-                         norm_pix_loss, cross=True, decoder_ff_dim=decoder_ff_dim, decoder_dropout=decoder_dropout)
+                         norm_pix_loss, cross=True, decoder_ff_dim=decoder_ff_dim, decoder_dropout=decoder_dropout,
+                         mask_ratio=mask_ratio)
         global_scale, local_scale = tuple(global_scale or (0.5, 1.0)), tuple(local_scale or (0.3, 0.6))
         for key, (lo, hi) in (("global_scale", global_scale), ("local_scale", local_scale)):
             if not 0 < lo <= hi <= 1:

@@ -28,6 +28,8 @@ from vidssl.models.backbones import build_backbone
 from vidssl.models.mae import (
     MaskedDecoder,
     check_mae_vit,
+    check_masked_settings,
+    check_min_scale,
     encode_visible,
     fix_sincos_pos_embed,
     kept_tokens,
@@ -52,7 +54,7 @@ class MaskedViTMethod(Method):
 
     def __init__(self, backbone: str, backbone_kwargs: dict | None, crop_size: int, decoder_dim: int,
                  decoder_depth: int, decoder_heads: int, norm_pix_loss: bool, cross: bool,
-                 decoder_ff_dim: int = 2048, decoder_dropout: float = 0.0):
+                 decoder_ff_dim: int = 2048, decoder_dropout: float = 0.0, mask_ratio: float = 0.75):
         super().__init__()
         if not backbone.startswith("timm:"):
             raise ValueError(f"{self.name}: method.backbone must be a timm ViT with a CLS token and an absolute position "
@@ -62,9 +64,10 @@ class MaskedViTMethod(Method):
         self.patch = self.backbone.stride
         if crop_size % self.patch:
             raise ValueError(f"{self.name}: method.crop_size={crop_size} must be a multiple of the patch size {self.patch}")
+        self.grid = crop_size // self.patch
+        check_masked_settings(self.name, mask_ratio, self.grid ** 2, decoder_dim, decoder_depth, decoder_heads)
         mae_init(self.backbone)
         fix_sincos_pos_embed(self.backbone)
-        self.grid = crop_size // self.patch
         self.crop_size, self.norm_pix_loss = crop_size, norm_pix_loss
         self.decoder = MaskedDecoder(self.backbone.out_channels, decoder_dim, decoder_depth, decoder_heads,
                                      self.patch ** 2 * 3, sincos_2d(decoder_dim, self.grid, self.grid, cls_token=True),
@@ -99,8 +102,9 @@ class MAE(MaskedViTMethod):
     def __init__(self, backbone: str = "timm:vit_base_patch16_224", backbone_kwargs: dict | None = None,
                  crop_size: int = 224, min_scale: float = 0.2, mask_ratio: float = 0.75, decoder_dim: int = 512,
                  decoder_depth: int = 8, decoder_heads: int = 16, norm_pix_loss: bool = True):
+        check_min_scale(self.name, min_scale)
         super().__init__(backbone, backbone_kwargs, crop_size, decoder_dim, decoder_depth, decoder_heads,
-                         norm_pix_loss, cross=False)
+                         norm_pix_loss, cross=False, mask_ratio=mask_ratio)
         self.mask_ratio = mask_ratio
         self.view = mae_view(crop_size, min_scale)
         kept_tokens(self.tokens, mask_ratio)  # a bad ratio fails here, naming it

@@ -25,7 +25,7 @@ from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import augment_clip_views
 from vidssl.methods.base import register
 from vidssl.methods.mae import MaskedViTMethod, mae_view
-from vidssl.models.mae import encode_visible, kept_tokens
+from vidssl.models.mae import check_min_scale, encode_visible, kept_tokens
 
 
 @register("siammae")
@@ -34,8 +34,10 @@ class SiamMAE(MaskedViTMethod):
                  crop_size: int = 224, min_scale: float = 0.5, mask_ratio: float = 0.95, min_gap: int = 4,
                  max_gap: int = 48, decoder_dim: int = 256, decoder_depth: int = 4, decoder_heads: int = 8,
                  decoder_ff_dim: int = 2048, decoder_dropout: float = 0.1, norm_pix_loss: bool = True):
+        check_min_scale("siammae", min_scale)
         super().__init__(backbone, backbone_kwargs, crop_size, decoder_dim, decoder_depth, decoder_heads,
-                         norm_pix_loss, cross=True, decoder_ff_dim=decoder_ff_dim, decoder_dropout=decoder_dropout)
+                         norm_pix_loss, cross=True, decoder_ff_dim=decoder_ff_dim, decoder_dropout=decoder_dropout,
+                         mask_ratio=mask_ratio)
         if not 1 <= min_gap < max_gap:
             raise ValueError(f"siammae: need 1 <= method.min_gap < method.max_gap, got {min_gap} and {max_gap}")
         kept_tokens(self.tokens, mask_ratio)

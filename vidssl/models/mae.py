@@ -78,6 +78,27 @@ def kept_tokens(length: int, ratio: float) -> int:
     return int(length * (1 - ratio))
 
 
+def check_masked_settings(method: str, mask_ratio: float, tokens: int, decoder_dim: int, decoder_depth: int,
+                          decoder_heads: int, dim_multiple: int = 4) -> None:
+    """A masked-modelling recipe's numbers, checked at construction with errors naming the method.* key (instead
+    of an assertion deep in timm or torch at the first step)."""
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"{method}: method.mask_ratio must lie in [0, 1), got {mask_ratio}")
+    if decoder_depth < 0:
+        raise ValueError(f"{method}: method.decoder_depth must be >= 0, got {decoder_depth}")
+    if decoder_heads < 1 or decoder_dim < 1 or decoder_dim % decoder_heads:
+        raise ValueError(f"{method}: method.decoder_dim={decoder_dim} must be a positive multiple of "
+                         f"method.decoder_heads={decoder_heads}")
+    if decoder_dim % dim_multiple:
+        raise ValueError(f"{method}: method.decoder_dim={decoder_dim} must be a multiple of {dim_multiple} (its sin-cos "
+                         f"position embedding)")
+
+
+def check_min_scale(method: str, min_scale: float) -> None:
+    if not 0.0 < min_scale <= 1.0:
+        raise ValueError(f"{method}: method.min_scale must lie in (0, 1], got {min_scale}")
+
+
 def random_masking(n: int, length: int, ratio: float, generator: torch.Generator | None) -> MaskDraw:
     """MAE's random_masking (models_mae.py) for N samples of `length` tokens, noise drawn (on the CPU) from
     `generator`: ascending argsort of the noise; the first int(L * (1 - ratio)) are kept."""

@@ -373,6 +373,11 @@ class BadjaTask(EvalTask):
             if not self.sequences:
                 raise FileNotFoundError(f"none of the BADJA sequences ({', '.join(self.skipped)}) has frames "
                                         f"in {img_root}")
+        # every sequence's JSON is checked and matched to its frames and masks before anything is written
+        self.loaded = [load_sequence(args.badja_root, args.davis_root, s, args.resolution) for s in self.sequences]
+
+    def data_roots(self) -> list[str]:
+        return [self.args.badja_root, self.args.davis_root]
 
     def run(self, ctx: EvalContext) -> TaskResult:
         from tqdm import tqdm
@@ -386,8 +391,7 @@ class BadjaTask(EvalTask):
               f"encoder: {ctx.description}")
         if self.skipped:
             print(f"  no frames in {a.davis_root} for {', '.join(self.skipped)}: not evaluated")
-        # every sequence is matched to its frames and masks before anything runs
-        seqs = [load_sequence(a.badja_root, a.davis_root, s, a.resolution) for s in self.sequences]
+        seqs = self.loaded
         results, timing = {}, {"frames": 0, "queries": 0, "reading_s": 0.0, "features_s": 0.0, "tracking_s": 0.0}
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             for seq in tqdm(seqs, desc="sequences"):

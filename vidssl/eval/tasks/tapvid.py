@@ -126,6 +126,15 @@ class TapVidTask(EvalTask):
             raise ValueError("--decode-window must be >= 0 and --query-chunk >= 1")
         if args.to_npz and os.path.isdir(args.data) and any(n.endswith(".npz") for n in os.listdir(args.data)):
             raise ValueError("--to-npz converts pickles; --data is already a folder of .npz")
+        if args.to_npz:
+            from vidssl.eval.runner import check_out
+
+            check_out(args.to_npz, self.data_roots(), "--to-npz")
+
+    def data_roots(self) -> list[str]:
+        # a folder of .npz or of pickle shards is the dataset (a single .pkl names no folder);
+        # --to-npz may not be written into it either
+        return [self.args.data] if os.path.isdir(self.args.data) else []
 
     def run(self, ctx: EvalContext) -> TaskResult:
         from tqdm import tqdm

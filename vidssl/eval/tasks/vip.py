@@ -250,6 +250,9 @@ class VipTask(EvalTask):
         for video in self.videos:  # every video's frames and first annotation, before anything is written
             video_files(args.vip_root, video)
 
+    def data_roots(self) -> list[str]:
+        return [self.args.vip_root]
+
     def run(self, ctx: EvalContext) -> TaskResult:
         root = self.args.vip_root
         print(f"VIP: {len(self.videos)} video(s) from {root}; encoder: {ctx.description}")
