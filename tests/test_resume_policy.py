@@ -90,9 +90,16 @@ def test_nan_guard_names_no_checkpoint_when_none_was_written(tmp_path, video_dir
                                  f"out={tmp_path / 'r'}"]))
 
 
-def test_a_failing_monitor_costs_no_training_step(tmp_path, video_dir, capsys):
+def test_a_failing_monitor_costs_no_training_step(tmp_path, video_dir, capsys, monkeypatch):
+    import vidssl.eval.knn as knn
+    from vidssl.io import VideoDecodeError
+
     colour_folder(tmp_path / "knn")
-    next((tmp_path / "knn" / "val").rglob("*.jpg")).write_bytes(b"not an image")
+
+    def unreadable(path):  # an image that passed the start-up check but fails when decoded (e.g. replaced since)
+        raise VideoDecodeError(path, "cannot read image")
+
+    monkeypatch.setattr(knn, "read_image", unreadable)
     result = train(cfg(video_dir, tmp_path / "r", "trainer.max_steps=2", f"trainer.knn_root={tmp_path / 'knn'}",
                        "trainer.knn_every=1", "trainer.knn_size=32", "trainer.knn_k=3"))
     assert result["step"] == 2 and load_checkpoint(str(tmp_path / "r" / "checkpoint.pt"))["step"] == 2

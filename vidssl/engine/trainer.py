@@ -114,8 +114,8 @@ def check_queues(method: Method, dataset: VideoDataset) -> None:
     cpv, sources = dataset.clips_per_video, dataset.sources
 
     def refuse(key: str, rows: int, readable: int, unreadable: list[str]) -> None:
-        what = (f"at most {readable * cpv} items = {readable} video(s) that open x data.clips_per_video; "
-                f"{len(unreadable)} cannot be opened, e.g. {unreadable[0]}" if unreadable else
+        what = (f"at most {readable * cpv} items: {len(unreadable)} of the {len(sources)} videos cannot be opened, "
+                f"e.g. {unreadable[0]}" if unreadable else
                 f"{readable * cpv} items = videos x data.clips_per_video")
         raise ValueError(f"{key}={rows} is larger than an epoch of the data ({what}): the queue would hold the same "
                          f"items twice. Lower it or train on more data")
