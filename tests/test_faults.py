@@ -328,3 +328,25 @@ def test_a_queue_longer_than_the_data_names_the_setting(tmp_path, sample_videos)
                        "method.queue_size=64", "trainer.batch_size=4", "data.num_workers=0"])
     with pytest.raises(ValueError, match=r"method.queue_size=64 is larger than an epoch of the data \(8 items"):
         train(cfg)
+
+
+def test_a_truncated_jpeg_in_a_frame_folder_is_listed_once_for_its_folder(tmp_path):
+    """A frame folder with a cut JPEG is no source of grey frames: training skips the folder, and bad_videos.tsv
+    names it once with the frame, however many clips touch it."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "frames"
+    for name in ("a", "b", "cut"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            cv2.imwrite(str(root / name / f"{i:05d}.jpg"), rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    damaged = root / "cut" / "00002.jpg"
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    before = sorted(p.name for p in (root / "cut").iterdir())
+    result = _train(tmp_path, root, "data.clips_per_video=4", "data.clip_len=6")
+    assert result["step"] == 2
+    lines = (tmp_path / "run" / "bad_videos.tsv").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(str(root / "cut") + "\t") and "00002.jpg" in lines[0]
+    assert sorted(p.name for p in (root / "cut").iterdir()) == before  # the data is left as it was
