@@ -146,6 +146,8 @@ def test_the_queue_check_leaves_unreadable_videos_out(tmp_path, sample_videos):
     ("method.decoder_heads=3", "mae: method.decoder_dim=128 must be a positive multiple of method.decoder_heads=3"),
     ("method.decoder_depth=-1", "mae: method.decoder_depth must be >= 0"),
     ("method.min_scale=2", "mae: method.min_scale must lie in (0, 1], got 2"),
+    ("method.backbone=timm:hf-hub:someone/vit", "method.backbone: backbone 'timm:hf-hub:someone/vit' is refused"),
+    ("method.backbone_kwargs={pretrained: true}", "method.backbone_kwargs.pretrained is refused"),
 ])
 def test_masked_recipes_name_the_key(tmp_path, one_video, override, message):
     cfg = load_config(os.path.join(CONFIGS, "mae_demo.yaml"), [f"data.root={one_video}", f"out={tmp_path / 'r'}",

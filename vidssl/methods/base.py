@@ -30,7 +30,7 @@ import torchvision
 
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.data.views import ViewRecipe, augment_views
-from vidssl.models.backbones import build_backbone
+from vidssl.models.backbones import build_backbone, check_backbone_spec
 from vidssl.models.ema import ema_update
 from vidssl.optim.lars import exclude_bias_and_norm
 
@@ -108,6 +108,9 @@ def build_method(name: str, **kwargs) -> "Method":
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))}")
     check_method_kwargs(METHODS[name], kwargs)
+    if isinstance(kwargs.get("backbone"), str):  # refused before anything is built, naming the config's keys
+        check_backbone_spec(kwargs["backbone"], kwargs.get("backbone_kwargs") or {}, "method.backbone",
+                            "method.backbone_kwargs")
     try:
         return METHODS[name](**kwargs)
     except TypeError as e:  # an unknown or missing keyword in the YAML's method section
