@@ -278,15 +278,15 @@ def evaluate_folder(folder: str, work: str, measures: list[str], input_size: str
     return row
 
 
-def write_markdown(rows: list[dict], path: str, input_size: str, n_context: int = 20) -> None:
-    cols = ("recipe", "seed", "step", "kind", "train_wall_s", *MEASURES)
+def write_markdown(rows: list[dict], path: str) -> None:
+    cols = ("recipe", "seed", "step", "kind", "train_wall_s", *MEASURES, "input_size", "n_context")
     names = {"train_wall_s": "train s", "davis_jf": "DAVIS J&F", "jhmdb_pck01": "JHMDB PCK@0.1",
-             "jhmdb_pck02": "PCK@0.2", "knn_top1": "k-NN top-1"}
-    lines = [f"DAVIS-2016 (6 val sequences) and JHMDB (1 clip) by label propagation at input size {input_size}, "
-             f"{n_context} context frames + the first; "
-             f"k-NN: frame retrieval over 9 videos (first 70% memory, last 30% queries). kind: init = the "
-             f"method's step 0, bn = step 0 with BatchNorm statistics re-estimated on the training videos, "
-             f"trained = a checkpoint, pixels = Lab colour cells. CPU scale, not the papers' numbers.", "",
+             "jhmdb_pck02": "PCK@0.2", "knn_top1": "k-NN top-1", "input_size": "input", "n_context": "context"}
+    lines = ["DAVIS-2016 (6 val sequences) and JHMDB (1 clip) by label propagation at each row's input size, with its "
+             "number of context frames + the first; "
+             "k-NN: frame retrieval over 9 videos (first 70% memory, last 30% queries). kind: init = the "
+             "method's step 0, bn = step 0 with BatchNorm statistics re-estimated on the training videos, "
+             "trained = a checkpoint, pixels = Lab colour cells. CPU scale, not the papers' numbers.", "",
              "| " + " | ".join(names.get(c, c) for c in cols) + " |", "|" + "---|" * len(cols)]
     order = {"pixels": 0, "init": 1, "bn": 2, "trained": 3}
     for r in sorted(rows, key=lambda r: (r["recipe"], str(r["seed"]), order.get(r["kind"], 9), int(r["step"] or 0))):
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
                                   "eval_wall_s": round(time.time() - t0, 1)})
             print(f"  {row}", flush=True)
     rows = read_rows(csv_path)
-    write_markdown(rows, os.path.join(args.results, "learning.md"), args.input_size, args.n_context)
+    write_markdown(rows, os.path.join(args.results, "learning.md"))
     plot(rows, os.path.join(args.results, "learning.png"))
     print(f"wrote {csv_path}, learning.md and learning.png in {args.results}")
 

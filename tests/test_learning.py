@@ -84,9 +84,9 @@ def test_table_and_plot(tmp_path):
         learning.append_row(csv_path, r)
     back = learning.read_rows(csv_path)
     assert len(back) == 5 and back[1]["davis_jf"] == "0.45"
-    learning.write_markdown(back, str(tmp_path / "l.md"), "short:240")
+    learning.write_markdown(back, str(tmp_path / "l.md"))
     text = open(tmp_path / "l.md").read()
-    assert "| crw_cpu | 0 | 10 | trained | 0 | 0.45 |" in text and "short:240" in text
+    assert "| crw_cpu | 0 | 10 | trained | 0 | 0.45 |  |  |  | short:240 |" in text  # each row says its input size
     learning.plot(back, str(tmp_path / "l.png"))
     assert os.path.getsize(tmp_path / "l.png") > 1000
 
