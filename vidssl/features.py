@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from vidssl.data.datasets import discover_sources
 from vidssl.eval.encoder import load_encoder, parse_device
+from vidssl.eval.runner import check_out
 from vidssl.features_batching import DecodedPieces, Failed, Piece, UnitBatcher, reason_of
 from vidssl.features_merge import latest_records, merge, part_name, read_records
 from vidssl.io.atomic import remove_stale_temporaries
@@ -138,8 +139,7 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-mb must be > 0, got {args.batch_mb}")
     if not 0 <= args.shard < args.num_shards:
         raise ValueError(f"--shard must be in [0, --num-shards), got {args.shard} of {args.num_shards}")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out} is a file; it must be a folder")
+    check_out(args.out, [])
 
 
 def extract(args: argparse.Namespace) -> dict:

@@ -65,7 +65,7 @@ class MaskedViTMethod(Method):
         if crop_size % self.patch:
             raise ValueError(f"{self.name}: method.crop_size={crop_size} must be a multiple of the patch size {self.patch}")
         self.grid = crop_size // self.patch
-        check_masked_settings(self.name, mask_ratio, self.grid ** 2, decoder_dim, decoder_depth, decoder_heads)
+        check_masked_settings(self.name, mask_ratio, decoder_dim, decoder_depth, decoder_heads)
         mae_init(self.backbone)
         fix_sincos_pos_embed(self.backbone)
         self.crop_size, self.norm_pix_loss = crop_size, norm_pix_loss

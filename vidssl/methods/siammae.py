@@ -34,7 +34,7 @@ class SiamMAE(MaskedViTMethod):
                  crop_size: int = 224, min_scale: float = 0.5, mask_ratio: float = 0.95, min_gap: int = 4,
                  max_gap: int = 48, decoder_dim: int = 256, decoder_depth: int = 4, decoder_heads: int = 8,
                  decoder_ff_dim: int = 2048, decoder_dropout: float = 0.1, norm_pix_loss: bool = True):
-        check_min_scale("siammae", min_scale)
+        check_min_scale(self.name, min_scale)
         super().__init__(backbone, backbone_kwargs, crop_size, decoder_dim, decoder_depth, decoder_heads,
                          norm_pix_loss, cross=True, decoder_ff_dim=decoder_ff_dim, decoder_dropout=decoder_dropout,
                          mask_ratio=mask_ratio)

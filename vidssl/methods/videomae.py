@@ -54,7 +54,7 @@ class VideoMAE(Method):
         if not 0 <= int(mask_ratio * self.per_frame) < self.per_frame:
             raise ValueError(f"videomae: method.mask_ratio={mask_ratio} leaves no visible cube")
         tokens = self.grid[0] * self.per_frame
-        check_masked_settings("videomae", mask_ratio, tokens, decoder_dim, decoder_depth, decoder_heads, 1)
+        check_masked_settings(self.name, mask_ratio, decoder_dim, decoder_depth, decoder_heads, 1)
         self.decoder = MaskedDecoder(self.backbone.out_channels, decoder_dim, decoder_depth, decoder_heads,
                                      k * p * p * 3, sinusoid_table(tokens, decoder_dim), prefix=0, embed_bias=False)
         self.crop_size, self.clip_len, self.mask_ratio, self.norm_target = crop_size, clip_len, mask_ratio, norm_target

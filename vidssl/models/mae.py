@@ -78,8 +78,8 @@ def kept_tokens(length: int, ratio: float) -> int:
     return int(length * (1 - ratio))
 
 
-def check_masked_settings(method: str, mask_ratio: float, tokens: int, decoder_dim: int, decoder_depth: int,
-                          decoder_heads: int, dim_multiple: int = 4) -> None:
+def check_masked_settings(method: str, mask_ratio: float, decoder_dim: int, decoder_depth: int, decoder_heads: int,
+                          dim_multiple: int = 4) -> None:
     """A masked-modelling recipe's numbers, checked at construction with errors naming the method.* key (instead
     of an assertion deep in timm or torch at the first step)."""
     if not 0.0 <= mask_ratio < 1.0:
