@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -278,6 +279,37 @@ def evaluate_folder(folder: str, work: str, measures: list[str], input_size: str
     return row
 
 
+def encoder_key(folder: str, *protocol) -> str:
+    """What a measure of the encoder in `folder` depends on: its weights, its architecture (encoder.json without
+    the "source" record) and the protocol. Methods sharing a backbone and seed start from the same weights, so
+    their step-0 and bn rows are computed once (see `cached_evaluation`)."""
+    if folder == "pixels":
+        return "pixels-" + hashlib.sha256(repr(protocol).encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    with open(os.path.join(folder, WEIGHTS), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    with open(os.path.join(folder, META)) as f:
+        meta = {k: v for k, v in json.load(f).items() if k != "source"}
+    h.update(json.dumps([meta, *protocol], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def cached_evaluation(cache: str, key: str, evaluate) -> tuple[dict, bool]:
+    """`evaluate()` once per key: its row is kept in <cache>/<key>.json (written atomically, so two benchmark
+    processes may share the cache). Returns (row, whether it came from the cache)."""
+    path = os.path.join(cache, f"{key}.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f), True
+    row = evaluate()
+    os.makedirs(cache, exist_ok=True)
+    with open(f"{path}.tmp{os.getpid()}", "w") as f:
+        json.dump(row, f)
+    os.replace(f"{path}.tmp{os.getpid()}", path)
+    return row, False
+
+
 def write_markdown(rows: list[dict], path: str) -> None:
     cols = ("recipe", "seed", "step", "kind", "train_wall_s", *MEASURES, "input_size", "n_context")
     names = {"train_wall_s": "train s", "davis_jf": "DAVIS J&F", "jhmdb_pck01": "JHMDB PCK@0.1",
@@ -414,15 +446,18 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.time()
             measures = [m for m in args.measures if not (m == "knn_top1" and kind == "pixels")]
             # a folder of this process's own: two benchmark runs side by side must not share their masks
-            row = evaluate_folder(folder, os.path.join(args.runs, f"_eval_tmp{os.getpid()}"), measures, args.input_size,
-                                  device, knn_videos, args.n_context)
+            key = encoder_key(folder, args.input_size, args.n_context, sorted(measures))
+            row, reused = cached_evaluation(
+                os.path.join(args.runs, "_eval_cache"), key,
+                lambda: evaluate_folder(folder, os.path.join(args.runs, f"_eval_tmp{os.getpid()}"), measures,
+                                        args.input_size, device, knn_videos, args.n_context))
             train_json = os.path.join(folder, "train.json")
             wall = json.load(open(train_json))["train_wall_s"] if os.path.isfile(train_json) else 0
             append_row(csv_path, {"recipe": name, "method": method, "seed": seed, "step": k, "kind": kind,
                                   "train_wall_s": wall, "input_size": args.input_size,
                                   "n_context": args.n_context, **row,
                                   "eval_wall_s": round(time.time() - t0, 1)})
-            print(f"  {row}", flush=True)
+            print(f"  {row}" + (" (same weights and protocol as an earlier row: reused)" if reused else ""), flush=True)
     rows = read_rows(csv_path)
     write_markdown(rows, os.path.join(args.results, "learning.md"))
     plot(rows, os.path.join(args.results, "learning.png"))

@@ -72,6 +72,32 @@ def test_knn_top1_separates_distinct_videos():
     assert learning.knn_top1(net, videos, size=48, k=5) == 1.0
 
 
+def test_evaluation_cache_is_keyed_by_weights_architecture_and_protocol(tmp_path):
+    from vidssl.models.export import export_encoder
+
+    torch.manual_seed(0)
+    net = build_backbone("resnet18", out_layer="layer3", stride8=True)
+    for folder in "abc":
+        os.makedirs(tmp_path / folder)
+    a = export_encoder(net, str(tmp_path / "a"), {"method": "byol", "step": 0})
+    b = export_encoder(net, str(tmp_path / "b"), {"method": "simclr", "step": 0})  # same weights, other method
+    with torch.no_grad():
+        net.conv1.weight[0, 0, 0, 0] += 1e-3
+    c = export_encoder(net, str(tmp_path / "c"), {"method": "byol", "step": 0})
+    key = {f: learning.encoder_key(os.path.dirname(f), "short:240", 4, ["davis_jf"]) for f in (a, b, c)}
+    assert key[a] == key[b] != key[c]
+    assert key[a] != learning.encoder_key(os.path.dirname(a), "native", 4, ["davis_jf"])
+    calls = []
+
+    def evaluate():
+        calls.append(1)
+        return {"davis_jf": 0.5}
+    cache = str(tmp_path / "cache")
+    assert learning.cached_evaluation(cache, key[a], evaluate) == ({"davis_jf": 0.5}, False)
+    assert learning.cached_evaluation(cache, key[b], evaluate) == ({"davis_jf": 0.5}, True)
+    assert learning.cached_evaluation(cache, key[c], evaluate)[1] is False and len(calls) == 2
+
+
 def test_table_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     rows = [{"recipe": "crw_cpu", "method": "crw", "seed": s, "step": k, "kind": kind, "train_wall_s": 0,

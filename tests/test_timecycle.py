@@ -169,7 +169,7 @@ def test_loss_weights_logs_and_gradients(method):
     out = method(batch)
     want = 0.1 * 0.2 * out["loss_cycle"] + out["loss_inlier"] + 0.1 * out["loss_skip"]
     assert out["loss"].item() == pytest.approx(want.item(), rel=1e-5)
-    assert -1.0 <= out["loss_inlier"].item() <= 0.0 and out["z_std"].item() > 0
+    assert -1.0 <= out["loss_inlier"].item() <= 0.0 and out["z_std"].item() > 0 and -1 <= out["pos_code"] <= 1
     out["loss"].backward()
     for part in (method.backbone, method.proj, method.localizer):
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in part.parameters())
@@ -256,3 +256,24 @@ def test_evaluation_reads_the_projected_features_as_the_reference_test_code():
     assert enc.eval_kwargs() == {"base_kwargs": {"out_layer": "layer3", "stride8": True}}
     with pytest.raises(ValueError, match="2D base"):
         build_backbone("projected", base="r3d_18")
+
+
+def test_position_code_monitor():
+    """pos_code (methods/base.py) against its definition, computed pair by pair; high for a pure position code
+    (the shortcut that made the zero-padded CPU recipe degrade), about 0 for content; the trainer warns on it."""
+    from vidssl.engine.trainer import health_warnings
+    from vidssl.methods.base import position_code
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 6)
+    f = F.normalize(x.flatten(2), dim=1)
+    same = [f[b, :, p] @ f[c, :, p] for b in range(3) for c in range(3) if b != c for p in range(24)]
+    across = [f[b, :, p] @ f[b, :, q] for b in range(3) for p in range(24) for q in range(24) if p != q]
+    assert position_code(x).item() == pytest.approx((torch.stack(same).mean() - torch.stack(across).mean()).item(),
+                                                    abs=1e-6)
+    where = torch.randn(1, 16, 7, 7).relu().expand(4, -1, -1, -1)  # every image: the same map
+    assert position_code(where) > 0.5 > abs(position_code(torch.randn(4, 16, 7, 7).relu()))
+    assert any("padding_mode=reflect" in w for w in health_warnings({"pos_code": float(position_code(where))}))
+    assert health_warnings({"pos_code": 0.1, "z_std": 0.05}) == []
+    with pytest.raises(ValueError, match="2 images"):
+        position_code(torch.randn(1, 4, 3, 3))

@@ -34,6 +34,22 @@ from vidssl.models.export import CHECKPOINT, META, WEIGHTS, encoder_meta, export
 from vidssl.optim import apply_step_values, build_optimizer, step_values
 
 COLLAPSE_STD = 1e-4  # a logged "z_std" (std of the normalised embedding over the batch) below this = collapse
+POSITION_CODE = 0.5  # a logged "pos_code" (methods/base.py position_code) above this = features encode position
+
+
+def health_warnings(logged: dict) -> list[str]:
+    """What a step's logged method signals say is going wrong (the monitors of README "What vidssl guarantees")."""
+    out = []
+    if logged.get("z_std", 1.0) < COLLAPSE_STD:
+        out.append(f"the embedding's std over the batch is {logged['z_std']:.2e} (< {COLLAPSE_STD:g}): the "
+                   f"representation is collapsing to a constant")
+    if logged.get("pos_code", 0.0) > POSITION_CODE:
+        out.append(f"pos_code {logged['pos_code']:.2f} (> {POSITION_CODE:g}): the features encode where a cell is more "
+                   f"than what it shows, a padding shortcut (try method.backbone_kwargs.padding_mode=reflect, or "
+                   f"crops larger than the receptive field)")
+    return out
+
+
 FORMAT = 2  # checkpoint layout: 2 = method contract + exported encoder (1 = the CRW-only trainer)
 
 
@@ -332,9 +348,8 @@ class Trainer:
             if self.step % t.log_every == 0 or self.step == t.max_steps or self.step == 1:
                 last = {**means.pop(self.step), "bad_videos": len(bad.seen), **measured}
                 measured = {}
-                if last.get("z_std", 1.0) < COLLAPSE_STD and rt.main:
-                    bar.write(f"warning: step {self.step}: the embedding's std over the batch is {last['z_std']:.2e} "
-                              f"(< {COLLAPSE_STD:g}): the representation is collapsing to a constant")
+                for warning in health_warnings(last) if rt.main else ():
+                    bar.write(f"warning: step {self.step}: {warning}")
                 if metrics is not None:
                     metrics.write(self.step, last)
                     bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{last['samples_per_s']:.2f}")

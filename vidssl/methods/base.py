@@ -62,6 +62,24 @@ def embedding_std(z: torch.Tensor) -> torch.Tensor:
     return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
 
 
+def position_code(maps: torch.Tensor) -> torch.Tensor:
+    """The position-shortcut monitor, logged as "pos_code" by dense correspondence methods: for feature maps
+    (B, D, H, W) of B >= 2 different images, the mean cosine between the same grid cell of different images minus
+    the mean cosine between different cells of the same image. About 0 when features describe content (both
+    means are set by the features' shared mean vector), up to 1 when they encode where a cell is rather than what
+    it shows: zero padding lets a network whose receptive field covers the crop do that, and a position code
+    solves TimeCycle's inlier objective without tracking anything (benchmarks/RESULTS.md, learning curves)."""
+    f = F.normalize(maps.detach().float().flatten(2), dim=1)  # (B, D, P)
+    B, P = f.shape[0], f.shape[2]
+    if B < 2 or P < 2:
+        raise ValueError(f"position_code needs >= 2 images of >= 2 cells, got maps of shape {tuple(maps.shape)}")
+    per_cell = f.sum(0)  # (D, P): cos summed over image pairs at one cell = |sum|^2 - B, over B(B-1) ordered pairs
+    same = ((per_cell * per_cell).sum(0) - B).sum() / (P * B * (B - 1))
+    per_image = f.sum(2)  # (B, D): cos over cell pairs of one image = |sum|^2 - P, over P(P-1) ordered pairs
+    across = ((per_image * per_image).sum(1) - P).sum() / (B * P * (P - 1))
+    return same - across
+
+
 def check_frame_backbone(net: nn.Module, method: str, spatial_map: bool = False) -> nn.Module:
     """`net` if a single-frame method can use it: ValueError naming `method.backbone` for a 3D video network
     (and, with `spatial_map`, for a ViT, which has no convolutional map: DenseCL, SCRL)."""

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from vidssl.data.spec import ClipRequest, DataSpec
 from vidssl.losses.timecycle import OFFSET_FACTOR, affinity, fixed_scale_theta, grid_loss, soft_inlier_score, warp
-from vidssl.methods.base import Method, register
+from vidssl.methods.base import Method, position_code, register
 from vidssl.models.backbones import build_backbone
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -214,4 +214,5 @@ class TimeCycle(Method):
         loss = self.lamda * self.cycle_weight * loss_cycle + loss_inlier + self.lamda * loss_skip
         z_std = target_n.detach().permute(0, 2, 3, 1).reshape(-1, target_n.shape[1]).std(0).mean()
         return {"loss": loss, "loss_cycle": loss_cycle.detach(), "loss_skip": loss_skip.detach(),
-                "loss_inlier": loss_inlier.detach(), "z_std": z_std}
+                "loss_inlier": loss_inlier.detach(), "z_std": z_std,
+                **({"pos_code": position_code(target)} if B > 1 else {})}
